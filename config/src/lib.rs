@@ -39,7 +39,10 @@ pub enum ConfigError {
 }
 
 fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), problem: problem.into() }
+    ConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
 }
 
 /// The whole file.
@@ -67,7 +70,10 @@ pub struct Network {
 
 impl Default for Network {
     fn default() -> Self {
-        Self { name: "main".into(), local: false }
+        Self {
+            name: "main".into(),
+            local: false,
+        }
     }
 }
 
@@ -127,7 +133,10 @@ pub struct Api {
 
 impl Default for Api {
     fn default() -> Self {
-        Self { listen: DEFAULT_API.into(), allow_non_loopback: false }
+        Self {
+            listen: DEFAULT_API.into(),
+            allow_non_loopback: false,
+        }
     }
 }
 
@@ -285,7 +294,9 @@ impl Config {
         let name = &self.network.name;
         if name.is_empty()
             || name.len() > 32
-            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(invalid(
                 "network.name",
@@ -324,7 +335,10 @@ impl Config {
             if !on {
                 return Err(invalid(
                     format!("p2p.listen[{i}]"),
-                    format!("'{a}' needs transport '{}', which is not enabled", t.unwrap_or("?")),
+                    format!(
+                        "'{a}' needs transport '{}', which is not enabled",
+                        t.unwrap_or("?")
+                    ),
                 ));
             }
         }
@@ -343,7 +357,10 @@ impl Config {
         }
         for (field, v) in [
             ("p2p.max_connections", self.p2p.max_connections),
-            ("p2p.max_connections_per_peer", self.p2p.max_connections_per_peer),
+            (
+                "p2p.max_connections_per_peer",
+                self.p2p.max_connections_per_peer,
+            ),
             ("p2p.max_pending", self.p2p.max_pending),
             ("kad.replication_factor", self.kad.replication_factor),
             ("kad.max_records", self.kad.max_records),
@@ -357,7 +374,10 @@ impl Config {
         for (field, d) in [
             ("kad.query_timeout", self.kad.query_timeout),
             ("kad.record_ttl", self.kad.record_ttl),
-            ("kad.provider_publication_interval", self.kad.provider_publication_interval),
+            (
+                "kad.provider_publication_interval",
+                self.kad.provider_publication_interval,
+            ),
             ("kad.bootstrap_interval", self.kad.bootstrap_interval),
         ] {
             if d < Duration::from_secs(1) {
@@ -371,7 +391,10 @@ impl Config {
             ));
         }
         let api: SocketAddr = self.api.listen.parse().map_err(|_| {
-            invalid("api.listen", format!("'{}' is not an IP:port address", self.api.listen))
+            invalid(
+                "api.listen",
+                format!("'{}' is not an IP:port address", self.api.listen),
+            )
         })?;
         if !api.ip().is_loopback() && !self.api.allow_non_loopback {
             return Err(invalid(
@@ -386,7 +409,12 @@ impl Config {
             "auto" => KadMode::Auto,
             "server" => KadMode::Server,
             "client" => KadMode::Client,
-            m => return Err(invalid("kad.mode", format!("'{m}' is not auto, server or client"))),
+            m => {
+                return Err(invalid(
+                    "kad.mode",
+                    format!("'{m}' is not auto, server or client"),
+                ));
+            }
         };
         Ok(Valid {
             network: name.clone(),
@@ -431,15 +459,23 @@ fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<Multiaddr>, ConfigErr
         .enumerate()
         .map(|(i, s)| {
             s.parse::<Multiaddr>().map_err(|e| {
-                invalid(format!("{field}[{i}]"), format!("'{s}' is not a multiaddr: {e}"))
+                invalid(
+                    format!("{field}[{i}]"),
+                    format!("'{s}' is not a multiaddr: {e}"),
+                )
             })
         })
         .collect()
 }
 
 fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let Some(span) = span else { return String::new() };
-    let line = text.get(..span.start).map_or(0, |t| t.matches('\n').count()) + 1;
+    let Some(span) = span else {
+        return String::new();
+    };
+    let line = text
+        .get(..span.start)
+        .map_or(0, |t| t.matches('\n').count())
+        + 1;
     format!(" (line {line})")
 }
 
@@ -462,7 +498,10 @@ mod tests {
         let mut c = Config::default();
         c.p2p.transports = vec!["tcp".into(), "carrier-pigeon".into()];
         let e = c.validate().unwrap_err().to_string();
-        assert!(e.contains("p2p.transports[1]") && e.contains("carrier-pigeon"), "{e}");
+        assert!(
+            e.contains("p2p.transports[1]") && e.contains("carrier-pigeon"),
+            "{e}"
+        );
 
         let mut c = Config::default();
         c.p2p.listen.push("/ip4/1.2.3.4/tcp/notaport".into());
@@ -476,7 +515,12 @@ mod tests {
 
         let mut c = Config::default();
         c.p2p.bootstrap.push("/ip4/127.0.0.1/tcp/1".into());
-        assert!(c.validate().unwrap_err().to_string().contains("/p2p/<peer id>"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("/p2p/<peer id>")
+        );
 
         let mut c = Config::default();
         c.api.listen = "0.0.0.0:7880".into();
@@ -486,14 +530,23 @@ mod tests {
 
         let mut c = Config::default();
         c.network.name = "Main Net".into();
-        assert!(c.validate().unwrap_err().to_string().contains("network.name"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("network.name")
+        );
     }
 
     #[test]
     fn unknown_fields_and_bad_types_are_refused() {
         let e = Config::parse("[p2p]\nlisten = 5\n").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
-        assert!(Config::parse("[p2p]\nlistne = []\n").unwrap_err().contains("listne"));
+        assert!(
+            Config::parse("[p2p]\nlistne = []\n")
+                .unwrap_err()
+                .contains("listne")
+        );
     }
 
     #[test]
@@ -502,7 +555,10 @@ mod tests {
         c.apply(&Overrides {
             network: Some("local".into()),
             listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap: vec!["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN".into()],
+            bootstrap: vec![
+                "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+                    .into(),
+            ],
             ..Default::default()
         });
         let v = c.validate().unwrap();
@@ -519,6 +575,9 @@ mod tests {
         assert_eq!(t("/ip6/::1/udp/1/quic-v1"), Some("quic"));
         assert_eq!(t("/memory/5"), Some("memory"));
         assert_eq!(t("/ip4/1.2.3.4/udp/1"), None);
-        assert_eq!(t("/dns4/example.org/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"), Some("tcp"));
+        assert_eq!(
+            t("/dns4/example.org/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"),
+            Some("tcp")
+        );
     }
 }

@@ -1,1 +1,407 @@
-fn main() {}
+//! `leafnet`: the node binary. `leafnet node run` runs a node in the foreground; every other
+//! command is a client of a running node's control API (see `client.rs`) and takes `--json`.
+//!
+//! Errors print as one line on stderr; the exit code is 1, or 2 when no node is running.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use leafnet_config::{Config, Overrides};
+use leafnet_node::{ApiOptions, Node, NodeOptions, client::Client, datadir::DataDir, model};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "leafnet",
+    version,
+    about = "leafnet: a peer-to-peer node for finding people, reaching devices and paying in leaf"
+)]
+struct Cli {
+    /// Data directory (key, config, database, API token).
+    #[arg(long, global = true, env = "LEAFNET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run or manage the node itself.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Show or write the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// This node's identity, addresses, reachability, peers and storage.
+    Status,
+    /// Connected peers with address, transport, direction and round-trip time.
+    Peers,
+    /// Dial a peer by multiaddr.
+    Dial { addr: String },
+    /// The DHT: provider records and records.
+    #[command(subcommand)]
+    Dht(DhtCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCmd {
+    /// Run a node in the foreground until SIGINT or SIGTERM.
+    Run(Flags),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Print the effective configuration (file, then environment, then flags).
+    Show(Flags),
+    /// Write leafnet.toml with the defaults and the given flags.
+    Init {
+        #[command(flatten)]
+        flags: Flags,
+        /// Replace an existing leafnet.toml.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DhtCmd {
+    /// Announce this node as a provider of KEY (a bare name means /leafnet/dht/NAME).
+    Provide { key: String },
+    /// Find the providers of KEY.
+    Providers {
+        key: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Get and verify the record under KEY (e.g. /leafnet/node/<peer id>).
+    Get { key: String },
+}
+
+/// Settings that override leafnet.toml for this run.
+#[derive(Args, Debug, Default)]
+struct Flags {
+    /// Network name (part of every protocol id).
+    #[arg(long, env = "LEAFNET_NETWORK")]
+    network: Option<String>,
+    /// A local test network: loopback addresses count as external, Kademlia serves at once.
+    #[arg(long, env = "LEAFNET_LOCAL")]
+    local: Option<bool>,
+    /// Listen multiaddr (repeatable; replaces p2p.listen).
+    #[arg(long, env = "LEAFNET_LISTEN", value_delimiter = ',')]
+    listen: Vec<String>,
+    /// Bootstrap peer multiaddr ending in /p2p/<id> (repeatable; added to p2p.bootstrap).
+    #[arg(long, env = "LEAFNET_BOOTSTRAP", value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// External address to announce (repeatable; added to p2p.external).
+    #[arg(long, env = "LEAFNET_EXTERNAL", value_delimiter = ',')]
+    external: Vec<String>,
+    /// Transport to enable: tcp, quic, websocket, memory (repeatable; replaces p2p.transports).
+    #[arg(long = "transport", env = "LEAFNET_TRANSPORTS", value_delimiter = ',')]
+    transports: Vec<String>,
+    /// Control API address (port 0 picks a free port).
+    #[arg(long, env = "LEAFNET_API")]
+    api: Option<String>,
+    /// Allow the control API on a non-loopback address.
+    #[arg(long)]
+    api_allow_non_loopback: bool,
+    /// Kademlia mode: auto, server or client.
+    #[arg(long, env = "LEAFNET_KAD_MODE")]
+    kad_mode: Option<String>,
+}
+
+impl Flags {
+    fn overrides(&self) -> Overrides {
+        let mut o = Overrides::default();
+        o.network.clone_from(&self.network);
+        o.local = self.local;
+        o.listen.clone_from(&self.listen);
+        o.bootstrap.clone_from(&self.bootstrap);
+        o.external.clone_from(&self.external);
+        o.transports.clone_from(&self.transports);
+        o.api.clone_from(&self.api);
+        o.allow_non_loopback_api = self.api_allow_non_loopback.then_some(true);
+        o.kad_mode.clone_from(&self.kad_mode);
+        o
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.cmd, Cmd::Node(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            if e.downcast_ref::<leafnet_node::client::NoNode>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn effective(dd: &DataDir, flags: &Flags) -> anyhow::Result<Config> {
+    let mut cfg = if dd.config().exists() {
+        Config::load(&dd.config())?
+    } else {
+        Config::default()
+    };
+    cfg.apply(&flags.overrides());
+    Ok(cfg)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let dd = DataDir::new(cli.data_dir.clone().unwrap_or_else(DataDir::default_root));
+    match cli.cmd {
+        Cmd::Node(NodeCmd::Run(flags)) => run_node(&dd, &flags).await,
+        Cmd::Config(ConfigCmd::Show(flags)) => {
+            let cfg = effective(&dd, &flags)?;
+            cfg.validate()?;
+            if cli.json {
+                print_json(&cfg)
+            } else {
+                print!("{}", toml::to_string_pretty(&cfg)?);
+                Ok(())
+            }
+        }
+        Cmd::Config(ConfigCmd::Init { flags, force }) => {
+            dd.ensure()?;
+            let mut cfg = Config::default();
+            cfg.apply(&flags.overrides());
+            cfg.validate()?;
+            if dd.config().exists() && !force {
+                anyhow::bail!(
+                    "{} exists; pass --force to replace it",
+                    dd.config().display()
+                );
+            }
+            std::fs::write(dd.config(), cfg.to_toml())
+                .with_context(|| format!("cannot write {}", dd.config().display()))?;
+            if cli.json {
+                print_json(&serde_json::json!({ "written": dd.config() }))
+            } else {
+                println!("wrote {}", dd.config().display());
+                Ok(())
+            }
+        }
+        Cmd::Status => {
+            let s = Client::for_data_dir(&dd)?.status().await?;
+            if cli.json {
+                print_json(&s)
+            } else {
+                print_status(&s)
+            }
+        }
+        Cmd::Peers => {
+            let p: Vec<model::Peer> = Client::for_data_dir(&dd)?.get("/v1/peers", &[]).await?;
+            if cli.json {
+                print_json(&p)
+            } else {
+                print_peers(&p)
+            }
+        }
+        Cmd::Dial { addr } => {
+            let _: serde_json::Value = Client::for_data_dir(&dd)?
+                .post("/v1/dial", &serde_json::json!({ "addr": addr }))
+                .await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "dialed": addr }))
+            } else {
+                println!("connected to {addr}");
+                Ok(())
+            }
+        }
+        Cmd::Dht(DhtCmd::Provide { key }) => {
+            let r: model::Provided = Client::for_data_dir(&dd)?
+                .post("/v1/dht/provide", &model::ProvideRequest { key })
+                .await?;
+            if cli.json {
+                print_json(&r)
+            } else {
+                println!(
+                    "providing {} ({} in {:.1} ms)",
+                    r.key,
+                    if r.announced {
+                        "announced"
+                    } else {
+                        "stored locally, announcement will be retried"
+                    },
+                    r.elapsed_ms
+                );
+                Ok(())
+            }
+        }
+        Cmd::Dht(DhtCmd::Providers { key, limit }) => {
+            let r: model::Providers = Client::for_data_dir(&dd)?
+                .get(
+                    "/v1/dht/providers",
+                    &[("key", key), ("limit", limit.to_string())],
+                )
+                .await?;
+            if cli.json {
+                print_json(&r)
+            } else {
+                println!(
+                    "{} provider(s) of {} in {:.1} ms",
+                    r.providers.len(),
+                    r.key,
+                    r.elapsed_ms
+                );
+                for p in &r.providers {
+                    println!("  {}  {}", p.peer_id, p.addrs.join(" "));
+                }
+                Ok(())
+            }
+        }
+        Cmd::Dht(DhtCmd::Get { key }) => {
+            let r: model::RecordReply = Client::for_data_dir(&dd)?
+                .get("/v1/dht/record", &[("key", key)])
+                .await?;
+            if cli.json {
+                print_json(&r)
+            } else {
+                println!(
+                    "{} seq {} ({:.1} ms)\n{}",
+                    r.key,
+                    r.seq,
+                    r.elapsed_ms,
+                    serde_json::to_string_pretty(&r.value)?
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn run_node(dd: &DataDir, flags: &Flags) -> anyhow::Result<()> {
+    dd.ensure()?;
+    if dd.ensure_config(&Config::default().to_toml())? {
+        tracing::info!(path = %dd.config().display(), "wrote default configuration");
+    }
+    let cfg = effective(dd, flags)?.validate()?;
+    let keypair = dd.load_or_create_key()?;
+    let token = dd.load_or_create_token()?;
+    let node = Node::start(NodeOptions {
+        config: cfg,
+        keypair,
+        db_path: dd.db(),
+        api: Some(ApiOptions {
+            token,
+            addr_file: Some(dd.api_addr()),
+        }),
+    })
+    .await?;
+    tracing::info!(
+        peer_id = %node.peer_id,
+        listen = ?node.listen_addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        api = ?node.api_addr,
+        "node running; stop with Ctrl-C"
+    );
+    wait_for_signal().await;
+    tracing::info!("stopping");
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print_status(s: &model::Status) -> anyhow::Result<()> {
+    println!("peer id         {}", s.peer_id);
+    println!("network         {}", s.network);
+    println!("version         {}", s.version);
+    println!(
+        "reachability    {} (kademlia {})",
+        s.reachability, s.kad_mode
+    );
+    println!("connected peers {}", s.connected_peers);
+    println!("routing table   {} peers", s.routing_table_size);
+    println!("banned peers    {}", s.banned_peers);
+    println!("uptime          {} s", s.uptime_secs);
+    println!(
+        "listen          {}",
+        s.listen_addrs.join("\n                ")
+    );
+    println!(
+        "external        {}",
+        s.external_addrs.join("\n                ")
+    );
+    println!(
+        "storage         {} ({} bytes): {} records, {} provider keys, {} provided",
+        s.storage.path,
+        s.storage.file_bytes,
+        s.storage.records,
+        s.storage.provider_keys,
+        s.storage.provided_keys
+    );
+    Ok(())
+}
+
+fn print_peers(p: &[model::Peer]) -> anyhow::Result<()> {
+    println!(
+        "{:<54} {:<9} {:<8} {:>9}  address",
+        "peer", "transport", "dir", "rtt ms"
+    );
+    for x in p {
+        let rtt = x.rtt_ms.map_or("-".into(), |r| format!("{r:.2}"));
+        println!(
+            "{:<54} {:<9} {:<8} {:>9}  {}",
+            x.peer_id, x.transport, x.direction, rtt, x.address
+        );
+    }
+    Ok(())
+}

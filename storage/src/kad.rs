@@ -35,7 +35,9 @@ use libp2p::{
         store::{self, RecordStore},
     },
 };
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{Database, Error};
@@ -106,7 +108,9 @@ fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Option<T> {
 }
 
 fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Converts a monotonic deadline to unix milliseconds.
@@ -124,7 +128,8 @@ fn instant_to_unix(t: Instant) -> u64 {
 fn unix_to_instant(ms: u64) -> Instant {
     let unix = now_unix_ms();
     let now = Instant::now();
-    now.checked_add(Duration::from_millis(ms.saturating_sub(unix))).unwrap_or(now)
+    now.checked_add(Duration::from_millis(ms.saturating_sub(unix)))
+        .unwrap_or(now)
 }
 
 fn provider_key(key: &[u8], peer: &PeerId) -> Vec<u8> {
@@ -158,12 +163,18 @@ pub struct Store {
     db: Database,
     local: PeerId,
     config: Config,
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
     /// Opens the store for `local` and sweeps what expired while the node was down.
     pub fn new(db: Database, local: PeerId, config: Config) -> Result<Self, Error> {
-        let s = Self { db, local, config };
+        let s = Self {
+            db,
+            local,
+            config,
+            dirty: Default::default(),
+        };
         s.sweep_expired()?;
         Ok(s)
     }
@@ -171,6 +182,11 @@ impl Store {
     /// The database this store lives in.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// Whether anything was written since the last call (the node then flushes).
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Removes every expired record and provider record; returns how many.
@@ -233,13 +249,16 @@ impl Store {
             .map_err(|e| Error::Db(e.into()))?;
         f(&tx)?;
         tx.commit()?;
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
     fn try_get(&self, k: &RecordKey) -> Result<Option<Record>, Error> {
         let tx = self.db.redb().begin_read()?;
         let t = tx.open_table(RECORDS)?;
-        let Some(v) = t.get(k.as_ref())? else { return Ok(None) };
+        let Some(v) = t.get(k.as_ref())? else {
+            return Ok(None);
+        };
         Ok(decode::<StoredRecord>(v.value()).map(|r| to_record(k.clone(), r)))
     }
 
@@ -308,7 +327,11 @@ impl Store {
             }
             let stored = StoredProvider {
                 expires_ms: rec.expires.map(instant_to_unix),
-                addrs: rec.addresses.iter().map(|a| serde_bytes::ByteBuf::from(a.to_vec())).collect(),
+                addrs: rec
+                    .addresses
+                    .iter()
+                    .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
+                    .collect(),
             };
             providers.insert(pk.as_slice(), encode(&stored).as_slice())?;
             if is_local {
@@ -330,7 +353,10 @@ impl Store {
             if !k.starts_with(&prefix) {
                 break;
             }
-            let Some(peer) = k.get(prefix.len()..).and_then(|b| PeerId::from_bytes(b).ok()) else {
+            let Some(peer) = k
+                .get(prefix.len()..)
+                .and_then(|b| PeerId::from_bytes(b).ok())
+            else {
                 continue;
             };
             if let Some(p) = decode::<StoredProvider>(v.value()) {
@@ -344,12 +370,19 @@ impl Store {
         let keys: Vec<Vec<u8>> = {
             let tx = self.db.redb().begin_read()?;
             let t = tx.open_table(PROVIDED)?;
-            t.iter()?.filter_map(Result::ok).map(|(k, _)| k.value().to_vec()).collect()
+            t.iter()?
+                .filter_map(Result::ok)
+                .map(|(k, _)| k.value().to_vec())
+                .collect()
         };
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
             let key = RecordKey::new(&k);
-            out.extend(self.try_providers(&key)?.into_iter().filter(|p| p.provider == self.local));
+            out.extend(
+                self.try_providers(&key)?
+                    .into_iter()
+                    .filter(|p| p.provider == self.local),
+            );
         }
         Ok(out)
     }
@@ -368,7 +401,10 @@ fn remove_provider_tx(
     peer: &PeerId,
     local: PeerId,
 ) -> Result<(), Error> {
-    let removed = tx.open_table(PROVIDERS)?.remove(provider_key(key, peer).as_slice())?.is_some();
+    let removed = tx
+        .open_table(PROVIDERS)?
+        .remove(provider_key(key, peer).as_slice())?
+        .is_some();
     if removed {
         let mut counts = tx.open_table(PROVIDER_KEYS)?;
         let c = counts.get(key)?.map(|v| v.value()).unwrap_or(0);
@@ -398,12 +434,17 @@ fn to_provider(key: RecordKey, provider: PeerId, p: StoredProvider) -> ProviderR
         key,
         provider,
         expires: p.expires_ms.map(unix_to_instant),
-        addresses: p.addrs.into_iter().filter_map(|b| Multiaddr::try_from(b.into_vec()).ok()).collect(),
+        addresses: p
+            .addrs
+            .into_iter()
+            .filter_map(|b| Multiaddr::try_from(b.into_vec()).ok())
+            .collect(),
     }
 }
 
 fn log_err<T>(op: &str, r: Result<T, Error>) -> Option<T> {
-    r.map_err(|e| tracing::error!(op, error = %e, "kad store")).ok()
+    r.map_err(|e| tracing::error!(op, error = %e, "kad store"))
+        .ok()
 }
 
 impl RecordStore for Store {
@@ -466,7 +507,10 @@ impl RecordStore for Store {
 
     fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
         let local = self.local;
-        log_err("remove_provider", self.write(|tx| remove_provider_tx(tx, k.as_ref(), p, local)));
+        log_err(
+            "remove_provider",
+            self.write(|tx| remove_provider_tx(tx, k.as_ref(), p, local)),
+        );
     }
 }
 
@@ -496,7 +540,8 @@ mod tests {
         {
             let mut s = store(&dir, local, Config::default());
             s.put(r.clone()).unwrap();
-            s.put(rec("/dead", b"x", Some(Duration::from_millis(1)))).unwrap();
+            s.put(rec("/dead", b"x", Some(Duration::from_millis(1))))
+                .unwrap();
             s.database().flush().unwrap();
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -509,19 +554,33 @@ mod tests {
         let diff = if exp > want { exp - want } else { want - exp };
         assert!(diff < Duration::from_secs(2), "expiry drifted by {diff:?}");
         assert!(s.get(&RecordKey::new(&"/dead")).is_none());
-        assert_eq!(s.stats().unwrap().records, 1, "expired record swept at open");
+        assert_eq!(
+            s.stats().unwrap().records,
+            1,
+            "expired record swept at open"
+        );
         assert_eq!(s.records().count(), 1);
     }
 
     #[test]
     fn record_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = Config { max_records: 2, max_value_bytes: 10, ..Config::default() };
+        let cfg = Config {
+            max_records: 2,
+            max_value_bytes: 10,
+            ..Config::default()
+        };
         let mut s = store(&dir, PeerId::random(), cfg);
-        assert!(matches!(s.put(rec("/a", &[0; 10], None)), Err(store::Error::ValueTooLarge)));
+        assert!(matches!(
+            s.put(rec("/a", &[0; 10], None)),
+            Err(store::Error::ValueTooLarge)
+        ));
         s.put(rec("/a", b"1", None)).unwrap();
         s.put(rec("/b", b"1", None)).unwrap();
-        assert!(matches!(s.put(rec("/c", b"1", None)), Err(store::Error::MaxRecords)));
+        assert!(matches!(
+            s.put(rec("/c", b"1", None)),
+            Err(store::Error::MaxRecords)
+        ));
         s.put(rec("/a", b"2", None)).unwrap(); // replacing is fine at the cap
         s.remove(&RecordKey::new(&"/a"));
         s.put(rec("/c", b"1", None)).unwrap();
@@ -533,23 +592,36 @@ mod tests {
         let local = PeerId::random();
         let key = RecordKey::new(&"/leafnet/dht/x");
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/7800".parse().unwrap();
-        let cfg = Config { max_providers_per_key: 2, ..Config::default() };
+        let cfg = Config {
+            max_providers_per_key: 2,
+            ..Config::default()
+        };
         let others: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
         {
             let mut s = store(&dir, local, cfg.clone());
             for p in &others {
-                s.add_provider(ProviderRecord::new(key.clone(), *p, vec![addr.clone()])).unwrap();
+                s.add_provider(ProviderRecord::new(key.clone(), *p, vec![addr.clone()]))
+                    .unwrap();
             }
             assert_eq!(s.providers(&key).len(), 2, "third provider dropped");
             // the node itself is always stored
-            s.add_provider(ProviderRecord::new(key.clone(), local, vec![addr.clone()])).unwrap();
+            s.add_provider(ProviderRecord::new(key.clone(), local, vec![addr.clone()]))
+                .unwrap();
             assert_eq!(s.providers(&key).len(), 3);
             // update in place
             let a2: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
-            s.add_provider(ProviderRecord::new(key.clone(), others[0], vec![a2.clone()])).unwrap();
+            s.add_provider(ProviderRecord::new(
+                key.clone(),
+                others[0],
+                vec![a2.clone()],
+            ))
+            .unwrap();
             let ps = s.providers(&key);
             assert_eq!(ps.len(), 3);
-            assert!(ps.iter().any(|p| p.provider == others[0] && p.addresses == vec![a2.clone()]));
+            assert!(
+                ps.iter()
+                    .any(|p| p.provider == others[0] && p.addresses == vec![a2.clone()])
+            );
             s.database().flush().unwrap();
         }
         let mut s = store(&dir, local, cfg);
@@ -557,7 +629,14 @@ mod tests {
         let provided: Vec<_> = s.provided().collect();
         assert_eq!(provided.len(), 1);
         assert_eq!(provided[0].provider, local);
-        assert_eq!(s.stats().unwrap(), Stats { records: 0, provider_keys: 1, provided_keys: 1 });
+        assert_eq!(
+            s.stats().unwrap(),
+            Stats {
+                records: 0,
+                provider_keys: 1,
+                provided_keys: 1
+            }
+        );
         s.remove_provider(&key, &local);
         assert_eq!(s.provided().count(), 0);
         s.remove_provider(&key, &others[0]);

@@ -10,7 +10,12 @@
 
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
 )]
 
 pub mod kad;
@@ -33,14 +38,20 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta-1
 #[non_exhaustive]
 pub enum Error {
     /// Another process holds the database.
-    #[error("database {0} is in use by another process (is a node already running on this data dir?)")]
+    #[error(
+        "database {0} is in use by another process (is a node already running on this data dir?)"
+    )]
     InUse(PathBuf),
     /// The file exists but is not a redb database this build can read.
     #[error("database {path} is corrupt or not a leafnet database: {problem}")]
     Corrupt { path: PathBuf, problem: String },
     /// The file was written by a different schema version.
     #[error("database {path} has schema version {found}, this build needs {expected}")]
-    Schema { path: PathBuf, found: u64, expected: u64 },
+    Schema {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
     /// An I/O or redb error during operation.
     #[error("database error: {0}")]
     Db(#[from] redb::Error),
@@ -72,7 +83,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("path", &self.path).finish()
+        f.debug_struct("Database")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -91,9 +104,15 @@ impl Database {
                 path: path.to_owned(),
                 problem: io.to_string(),
             },
-            other => Error::Corrupt { path: path.to_owned(), problem: other.to_string() },
+            other => Error::Corrupt {
+                path: path.to_owned(),
+                problem: other.to_string(),
+            },
         })?;
-        let db = Self { inner: Arc::new(inner), path: path.to_owned() };
+        let db = Self {
+            inner: Arc::new(inner),
+            path: path.to_owned(),
+        };
         db.init()?;
         Ok(db)
     }
@@ -187,7 +206,11 @@ mod tests {
         std::fs::write(&p, &junk).unwrap();
         let err = Database::open(&p).unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
-        assert_eq!(std::fs::read(&p).unwrap(), junk, "a corrupt file must not be touched");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            junk,
+            "a corrupt file must not be touched"
+        );
     }
 
     #[test]

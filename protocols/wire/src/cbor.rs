@@ -33,7 +33,10 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes `bytes` as a `T`, refusing anything over `max` bytes or not canonical.
 pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, DecodeError> {
     if bytes.len() > max {
-        return Err(DecodeError::TooLarge { len: bytes.len(), max });
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
     }
     let value: T =
         cbor4ii::serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
@@ -59,18 +62,29 @@ mod tests {
 
     #[test]
     fn round_trip_and_caps() {
-        let s = Sample { a: 7, b: "x".into(), c: vec![1, 2, 3] };
+        let s = Sample {
+            a: 7,
+            b: "x".into(),
+            c: vec![1, 2, 3],
+        };
         let bytes = encode(&s);
         assert_eq!(decode::<Sample>(&bytes, 1024).unwrap(), s);
         assert_eq!(
             decode::<Sample>(&bytes, 3),
-            Err(DecodeError::TooLarge { len: bytes.len(), max: 3 })
+            Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: 3
+            })
         );
     }
 
     #[test]
     fn trailing_bytes_are_refused() {
-        let mut bytes = encode(&Sample { a: 1, b: String::new(), c: vec![] });
+        let mut bytes = encode(&Sample {
+            a: 1,
+            b: String::new(),
+            c: vec![],
+        });
         bytes.push(0);
         assert!(decode::<Sample>(&bytes, 1024).is_err());
     }
@@ -80,7 +94,10 @@ mod tests {
         // {"a": 1 as a 2-byte uint, "b": "", "c": h''}
         let mut bytes = vec![0xa3, 0x61, b'a', 0x19, 0x00, 0x01];
         bytes.extend_from_slice(&[0x61, b'b', 0x60, 0x61, b'c', 0x40]);
-        assert_eq!(decode::<Sample>(&bytes, 1024), Err(DecodeError::NotCanonical));
+        assert_eq!(
+            decode::<Sample>(&bytes, 1024),
+            Err(DecodeError::NotCanonical)
+        );
     }
 
     proptest! {

@@ -52,14 +52,19 @@ impl DhtKey {
         let tail = s.strip_prefix(PREFIX).ok_or(KeyError::NotLeafnet)?;
         let (ns, rest) = tail.split_once('/').ok_or(KeyError::BadNamespace)?;
         if ns.is_empty()
-            || !ns.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(KeyError::BadNamespace);
         }
         if rest.is_empty() || rest.chars().any(char::is_control) {
             return Err(KeyError::BadRest);
         }
-        Ok(Self { namespace: ns.to_owned(), rest: rest.to_owned() })
+        Ok(Self {
+            namespace: ns.to_owned(),
+            rest: rest.to_owned(),
+        })
     }
 
     /// The raw key bytes.
@@ -137,7 +142,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("namespaces", &self.namespaces()).finish()
+        f.debug_struct("Registry")
+            .field("namespaces", &self.namespaces())
+            .finish()
     }
 }
 
@@ -172,13 +179,21 @@ impl Registry {
     }
 
     /// Checks a value record alone (as read back from the DHT).
-    pub fn validate(&self, key: &[u8], value: &[u8], now_ms: u64) -> Result<Validated, RecordError> {
+    pub fn validate(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        now_ms: u64,
+    ) -> Result<Validated, RecordError> {
         let (v, key) = self.lookup(key)?;
         if !v.accepts_records() {
             return Err(RecordError::RecordsNotAllowed(key.namespace));
         }
         if value.len() > v.max_value_len() {
-            return Err(RecordError::TooLarge { len: value.len(), max: v.max_value_len() });
+            return Err(RecordError::TooLarge {
+                len: value.len(),
+                max: v.max_value_len(),
+            });
         }
         let ok = v.validate(&key.rest, value, now_ms)?;
         if ok.expires_at_ms <= now_ms {
@@ -203,7 +218,10 @@ impl Registry {
             }
             if let Ok(old) = self.validate(key, stored, now_ms) {
                 if offered.seq <= old.seq {
-                    return Err(RecordError::Rollback { stored: old.seq, offered: offered.seq });
+                    return Err(RecordError::Rollback {
+                        stored: old.seq,
+                        offered: offered.seq,
+                    });
                 }
             }
         }
@@ -236,7 +254,10 @@ mod tests {
             }
             let seq = u64::from_be_bytes(value[..8].try_into().unwrap());
             let exp = u64::from_be_bytes(value[8..].try_into().unwrap());
-            Ok(Validated { seq, expires_at_ms: exp })
+            Ok(Validated {
+                seq,
+                expires_at_ms: exp,
+            })
         }
     }
 
@@ -254,7 +275,10 @@ mod tests {
         assert_eq!(DhtKey::parse(b"/leafnet/X/y"), Err(KeyError::BadNamespace));
         assert_eq!(DhtKey::parse(b"/leafnet/x/"), Err(KeyError::BadRest));
         assert_eq!(DhtKey::parse(&[0xff]), Err(KeyError::NotUtf8));
-        assert!(matches!(DhtKey::parse(&[b'a'; 300]), Err(KeyError::TooLong(300))));
+        assert!(matches!(
+            DhtKey::parse(&[b'a'; 300]),
+            Err(KeyError::TooLong(300))
+        ));
     }
 
     #[test]
@@ -267,16 +291,36 @@ mod tests {
             r.check_record(b"/leafnet/zzz/ok", &val(1, 100), None, 10),
             Err(RecordError::UnknownNamespace("zzz".into()))
         );
-        assert_eq!(r.check_record(k, &val(1, 5), None, 10), Err(RecordError::Expired));
+        assert_eq!(
+            r.check_record(k, &val(1, 5), None, 10),
+            Err(RecordError::Expired)
+        );
         assert_eq!(
             r.check_record(k, &val(1, 100), Some(&val(2, 100)), 10),
-            Err(RecordError::Rollback { stored: 2, offered: 1 })
+            Err(RecordError::Rollback {
+                stored: 2,
+                offered: 1
+            })
         );
-        assert_eq!(r.check_record(k, &val(2, 100), Some(&val(2, 100)), 10), Err(RecordError::Duplicate));
-        assert_eq!(r.check_record(k, &val(3, 100), Some(&val(2, 100)), 10).unwrap().seq, 3);
+        assert_eq!(
+            r.check_record(k, &val(2, 100), Some(&val(2, 100)), 10),
+            Err(RecordError::Duplicate)
+        );
+        assert_eq!(
+            r.check_record(k, &val(3, 100), Some(&val(2, 100)), 10)
+                .unwrap()
+                .seq,
+            3
+        );
         // A stored record that has expired no longer blocks a lower seq.
-        assert!(r.check_record(k, &val(1, 100), Some(&val(2, 5)), 10).is_ok());
-        assert!(matches!(r.check_record(k, &[0; 17], None, 10), Err(RecordError::TooLarge { .. })));
+        assert!(
+            r.check_record(k, &val(1, 100), Some(&val(2, 5)), 10)
+                .is_ok()
+        );
+        assert!(matches!(
+            r.check_record(k, &[0; 17], None, 10),
+            Err(RecordError::TooLarge { .. })
+        ));
         assert_eq!(
             r.check_provider(k),
             Err(RecordError::ProvidersNotAllowed("toy".into()))

@@ -37,7 +37,8 @@ pub fn verify_strict(
     let mut msg = Vec::with_capacity(domain.len() + payload.len());
     msg.extend_from_slice(domain);
     msg.extend_from_slice(payload);
-    key.verify_strict(&msg, &sig).map_err(|_| SignError::BadSignature)
+    key.verify_strict(&msg, &sig)
+        .map_err(|_| SignError::BadSignature)
 }
 
 /// Signs `domain || payload`.
@@ -65,7 +66,11 @@ impl SignedEnvelope {
     /// Signs `payload` for `domain` with `key`.
     pub fn seal(key: &SigningKey, domain: &[u8], payload: Vec<u8>) -> Self {
         let signature = sign(key, domain, &payload);
-        Self { signer: key.verifying_key().to_bytes(), payload, signature }
+        Self {
+            signer: key.verifying_key().to_bytes(),
+            payload,
+            signature,
+        }
     }
 
     /// Decodes an envelope of at most `max` bytes and verifies it for `domain`.
@@ -93,7 +98,10 @@ mod tests {
     fn seal_open() {
         let env = SignedEnvelope::seal(&key(1), b"leafnet/test/v1", b"hello".to_vec());
         let bytes = env.to_bytes();
-        assert_eq!(SignedEnvelope::open(&bytes, 1024, b"leafnet/test/v1").unwrap(), env);
+        assert_eq!(
+            SignedEnvelope::open(&bytes, 1024, b"leafnet/test/v1").unwrap(),
+            env
+        );
     }
 
     #[test]

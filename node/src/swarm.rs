@@ -1,0 +1,851 @@
+//! The swarm actor: one task owns the `Swarm`; everything else sends it a [`Command`] over a
+//! bounded channel and awaits a oneshot reply.
+//!
+//! Kademlia runs with `StoreInserts::FilterBoth`: Kademlia acknowledges inbound puts before we see
+//! them (a remote's put "success" means nothing), and we store a record or provider record only
+//! after the namespace registry accepted it. A refused record is scored against its sender in
+//! [`crate::peers`]; a peer over the threshold is blocked.
+//!
+//! The redb store writes without fsync on this task; [`Actor::housekeeping`] flushes it on a
+//! blocking thread every [`FLUSH_EVERY`], and the actor flushes once more on shutdown.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use futures::StreamExt as _;
+use leafnet_config::{KadMode, Valid, transport_of};
+use leafnet_wire::key::{DhtKey, RecordError, Registry};
+use libp2p::metrics::Recorder as _;
+use libp2p::{
+    Multiaddr, PeerId, Swarm,
+    core::ConnectedPoint,
+    identify,
+    identity::Keypair,
+    kad::{self, QueryId, QueryResult, Record, RecordKey, store::RecordStore as _},
+    multiaddr::Protocol,
+    ping,
+    swarm::{ConnectionId, SwarmEvent},
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{
+    behaviour::{self, Behaviour, BehaviourEvent},
+    metrics::Metrics,
+    model,
+    peers::{PeerAction, PeerScores},
+    records::NodeRecord,
+};
+
+/// How often pending DHT writes are made durable.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// Valid records collected by a `get` before it answers early.
+const GET_ENOUGH: usize = 3;
+/// The most peers remembered in the provider address book.
+const ADDR_BOOK_MAX: usize = 4096;
+
+/// A request to the actor.
+#[derive(Debug)]
+pub enum Command {
+    Status(oneshot::Sender<model::Status>),
+    Peers(oneshot::Sender<Vec<model::Peer>>),
+    Provide {
+        key: DhtKey,
+        reply: oneshot::Sender<Result<model::Provided, String>>,
+    },
+    Providers {
+        key: DhtKey,
+        limit: usize,
+        reply: oneshot::Sender<Result<model::Providers, String>>,
+    },
+    GetRecord {
+        key: DhtKey,
+        reply: oneshot::Sender<Result<model::RecordReply, String>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+struct Conn {
+    id: ConnectionId,
+    addr: Multiaddr,
+    inbound: bool,
+}
+
+struct ProvidersQuery {
+    started: Instant,
+    key: DhtKey,
+    limit: usize,
+    found: Vec<PeerId>,
+    reply: oneshot::Sender<Result<model::Providers, String>>,
+}
+
+struct GetQuery {
+    started: Instant,
+    key: DhtKey,
+    valid: usize,
+    best: Option<(leafnet_wire::Validated, Vec<u8>)>,
+    reply: oneshot::Sender<Result<model::RecordReply, String>>,
+}
+
+pub(crate) struct Actor {
+    pub swarm: Swarm<Behaviour>,
+    pub cfg: Valid,
+    pub key: Keypair,
+    pub registry: Registry,
+    pub metrics: Metrics,
+    pub commands: mpsc::Receiver<Command>,
+    pub shutdown: watch::Receiver<bool>,
+    started: Instant,
+    scores: PeerScores,
+    conns: HashMap<PeerId, Vec<Conn>>,
+    rtts: HashMap<(PeerId, ConnectionId), Duration>,
+    agents: HashMap<PeerId, String>,
+    addr_book: HashMap<PeerId, Vec<Multiaddr>>,
+    provide_q: HashMap<
+        QueryId,
+        (
+            Instant,
+            DhtKey,
+            oneshot::Sender<Result<model::Provided, String>>,
+        ),
+    >,
+    providers_q: HashMap<QueryId, ProvidersQuery>,
+    get_q: HashMap<QueryId, GetQuery>,
+    dial_q: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
+    bootstrapped: bool,
+    node_record_seq: u64,
+    node_record_due: Option<Instant>,
+    flushing: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn is_relayed(a: &Multiaddr) -> bool {
+    a.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+fn is_loopback_or_unspecified(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_loopback() || ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+fn is_unspecified(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+fn action_for(e: &RecordError) -> PeerAction {
+    match e {
+        RecordError::Rollback { .. } => PeerAction::MidTolerance,
+        _ => PeerAction::LowTolerance,
+    }
+}
+
+fn reason_label(e: &RecordError) -> &'static str {
+    match e {
+        RecordError::Key(_) => "bad_key",
+        RecordError::UnknownNamespace(_) => "unknown_namespace",
+        RecordError::RecordsNotAllowed(_) | RecordError::ProvidersNotAllowed(_) => "not_allowed",
+        RecordError::TooLarge { .. } => "too_large",
+        RecordError::Expired => "expired",
+        RecordError::Invalid(_) => "invalid",
+        RecordError::Rollback { .. } => "rollback",
+        RecordError::Duplicate => "duplicate",
+        _ => "other",
+    }
+}
+
+impl Actor {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        cfg: Valid,
+        key: Keypair,
+        metrics: Metrics,
+        commands: mpsc::Receiver<Command>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let mut a = Self {
+            swarm,
+            cfg,
+            key,
+            registry: crate::records::registry(),
+            metrics,
+            commands,
+            shutdown,
+            started: Instant::now(),
+            scores: PeerScores::default(),
+            conns: HashMap::new(),
+            rtts: HashMap::new(),
+            agents: HashMap::new(),
+            addr_book: HashMap::new(),
+            provide_q: HashMap::new(),
+            providers_q: HashMap::new(),
+            get_q: HashMap::new(),
+            dial_q: HashMap::new(),
+            bootstrapped: false,
+            node_record_seq: 0,
+            node_record_due: None,
+            flushing: None,
+        };
+        for a_ in a.cfg.external.clone() {
+            a.swarm.add_external_address(a_);
+        }
+        a.update_kad_mode();
+        a
+    }
+
+    /// Dials the bootstrap peers and seeds the routing table with them.
+    pub(crate) fn bootstrap(&mut self) {
+        for addr in self.cfg.bootstrap.clone() {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                continue;
+            };
+            if peer == *self.swarm.local_peer_id() {
+                continue;
+            }
+            let mut base = addr.clone();
+            base.pop();
+            self.swarm.behaviour_mut().kad.add_address(&peer, base);
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+    }
+
+    /// Runs until shutdown; flushes the store before returning.
+    pub(crate) async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = Instant::now();
+        let mut last_redial = Instant::now();
+        loop {
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_event(ev),
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(last_flush) >= FLUSH_EVERY {
+                        last_flush = now;
+                        self.flush_in_background();
+                    }
+                    if self.conns.is_empty() && now.duration_since(last_redial) >= Duration::from_secs(30) {
+                        last_redial = now;
+                        self.bootstrap();
+                    }
+                    self.housekeeping(now);
+                }
+                _ = self.shutdown.changed() => break,
+            }
+        }
+        tracing::info!("shutting down: flushing the database");
+        if let Some(h) = self.flushing.take() {
+            let _ = h.await;
+        }
+        let db = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .database()
+            .clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
+            Err(e) => tracing::error!(error = %e, "final flush panicked"),
+        }
+    }
+
+    fn flush_in_background(&mut self) {
+        if self.flushing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        if !store.take_dirty() {
+            return;
+        }
+        let db = store.database().clone();
+        self.flushing = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = db.flush() {
+                tracing::error!(error = %e, "flushing the database failed");
+            }
+        }));
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        for p in self.scores.expired_bans(now) {
+            self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            tracing::info!(peer = %p, "ban expired");
+        }
+        if self.node_record_due.is_some_and(|t| t <= now) {
+            self.publish_node_record();
+        }
+    }
+
+    fn update_kad_mode(&mut self) {
+        let mode = match self.cfg.kad_mode {
+            KadMode::Server => kad::Mode::Server,
+            KadMode::Client => kad::Mode::Client,
+            KadMode::Auto => {
+                if self.reachable() {
+                    kad::Mode::Server
+                } else {
+                    kad::Mode::Client
+                }
+            }
+        };
+        if self.swarm.behaviour().kad.mode() != mode {
+            tracing::info!(?mode, "kademlia mode");
+        }
+        // Always explicit: automatic mode would turn to server on a relayed address.
+        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+    }
+
+    /// Publicly reachable, as far as this node knows without AutoNAT: a local network, or an
+    /// external address that is neither relayed nor loopback.
+    fn reachable(&self) -> bool {
+        self.cfg.local
+            || self
+                .swarm
+                .external_addresses()
+                .any(|a| !is_relayed(a) && !is_loopback_or_unspecified(a))
+    }
+
+    fn reachability(&self) -> &'static str {
+        if self.reachable() {
+            "public"
+        } else {
+            "unknown"
+        }
+    }
+
+    fn publish_node_record(&mut self) {
+        self.node_record_due = Some(Instant::now() + self.cfg.kad.record_ttl / 4);
+        let addrs: Vec<Multiaddr> = self
+            .swarm
+            .external_addresses()
+            .filter(|a| !is_relayed(a))
+            .take(16)
+            .cloned()
+            .collect();
+        if addrs.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        self.node_record_seq = now.max(self.node_record_seq.saturating_add(1));
+        let rec = NodeRecord {
+            seq: self.node_record_seq,
+            expires_at_ms: now.saturating_add(self.cfg.kad.record_ttl.as_millis() as u64),
+            agent: behaviour::agent(),
+            addrs: addrs
+                .iter()
+                .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
+                .collect(),
+        };
+        let Some(value) = rec.seal(&self.key) else {
+            return;
+        };
+        let Ok(key) = DhtKey::new("node", &self.swarm.local_peer_id().to_string()) else {
+            return;
+        };
+        let mut record = Record::new(RecordKey::new(&key.to_bytes()), value);
+        record.publisher = Some(*self.swarm.local_peer_id());
+        record.expires = Some(Instant::now() + self.cfg.kad.record_ttl);
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, kad::Quorum::One)
+        {
+            tracing::warn!(error = ?e, "cannot store own node record");
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peers());
+            }
+            Command::Provide { key, reply } => {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(RecordKey::new(&key.to_bytes()))
+                {
+                    Ok(id) => {
+                        self.provide_q.insert(id, (Instant::now(), key, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("cannot provide {key}: {e:?}")));
+                    }
+                }
+            }
+            Command::Providers { key, limit, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(RecordKey::new(&key.to_bytes()));
+                self.providers_q.insert(
+                    id,
+                    ProvidersQuery {
+                        started: Instant::now(),
+                        key,
+                        limit,
+                        found: Vec::new(),
+                        reply,
+                    },
+                );
+            }
+            Command::GetRecord { key, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(RecordKey::new(&key.to_bytes()));
+                self.get_q.insert(
+                    id,
+                    GetQuery {
+                        started: Instant::now(),
+                        key,
+                        valid: 0,
+                        best: None,
+                        reply,
+                    },
+                );
+            }
+            Command::Dial { addr, reply } => {
+                let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dial_q.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("cannot dial {addr}: {e}")));
+                    }
+                }
+            }
+        }
+    }
+
+    fn status(&mut self) -> model::Status {
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let stats = store.stats().unwrap_or_default();
+        let db = store.database();
+        let storage = model::Storage {
+            path: db.path().display().to_string(),
+            file_bytes: db.file_size(),
+            records: stats.records,
+            provider_keys: stats.provider_keys,
+            provided_keys: stats.provided_keys,
+        };
+        let routing_table_size = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        model::Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            network: self.cfg.network.clone(),
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen_addrs: self.swarm.listeners().map(ToString::to_string).collect(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .map(ToString::to_string)
+                .collect(),
+            reachability: self.reachability().into(),
+            kad_mode: match self.swarm.behaviour().kad.mode() {
+                kad::Mode::Server => "server".into(),
+                kad::Mode::Client => "client".into(),
+            },
+            connected_peers: self.swarm.connected_peers().count(),
+            routing_table_size,
+            banned_peers: self.scores.banned(Instant::now()),
+            storage,
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn peers(&self) -> Vec<model::Peer> {
+        let mut out: Vec<model::Peer> = self
+            .conns
+            .iter()
+            .filter_map(|(peer, conns)| {
+                let c = conns.first()?;
+                let rtt = conns
+                    .iter()
+                    .filter_map(|c| self.rtts.get(&(*peer, c.id)))
+                    .min();
+                let transport = if is_relayed(&c.addr) {
+                    "relay"
+                } else {
+                    transport_of(&c.addr).unwrap_or("unknown")
+                };
+                Some(model::Peer {
+                    peer_id: peer.to_string(),
+                    address: c.addr.to_string(),
+                    transport: transport.into(),
+                    direction: if c.inbound { "inbound" } else { "outbound" }.into(),
+                    rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    agent: self.agents.get(peer).cloned(),
+                    connections: conns.len(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    fn report(&mut self, peer: PeerId, action: PeerAction, why: &RecordError) {
+        tracing::debug!(%peer, ?action, reason = %why, "peer misbehaved");
+        if self.scores.report(peer, action, Instant::now()) {
+            tracing::warn!(%peer, reason = %why, "banning peer");
+            self.metrics.peers_banned.inc();
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+    }
+
+    pub(crate) fn on_event_public(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.on_event(ev);
+    }
+
+    fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        self.metrics.libp2p.record(&ev);
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
+                self.metrics.libp2p.record(&e);
+                self.on_kad(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                self.metrics.libp2p.record(&e);
+                self.on_identify(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
+                self.metrics.libp2p.record(&e);
+                let ping::Event {
+                    peer,
+                    connection,
+                    result,
+                } = e;
+                if let Ok(rtt) = result {
+                    self.rtts.insert((peer, connection), rtt);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                if self.cfg.local && !is_unspecified(&address) {
+                    self.swarm.add_external_address(address);
+                    self.node_record_due = Some(Instant::now() + Duration::from_secs(1));
+                }
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address");
+                self.update_kad_mode();
+                self.node_record_due = Some(Instant::now() + Duration::from_secs(1));
+            }
+            SwarmEvent::ExternalAddrExpired { .. } => self.update_kad_mode(),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let (addr, inbound) = match endpoint {
+                    ConnectedPoint::Dialer { address, .. } => (address, false),
+                    ConnectedPoint::Listener { send_back_addr, .. } => (send_back_addr, true),
+                };
+                self.conns.entry(peer_id).or_default().push(Conn {
+                    id: connection_id,
+                    addr,
+                    inbound,
+                });
+                self.metrics.connected_peers.set(self.conns.len() as i64);
+                if let Some(r) = self.dial_q.remove(&connection_id) {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                if let Some(v) = self.conns.get_mut(&peer_id) {
+                    v.retain(|c| c.id != connection_id);
+                    if v.is_empty() {
+                        self.conns.remove(&peer_id);
+                    }
+                }
+                self.rtts.remove(&(peer_id, connection_id));
+                self.metrics.connected_peers.set(self.conns.len() as i64);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some(r) = self.dial_q.remove(&connection_id) {
+                    let _ = r.send(Err(error.to_string()));
+                }
+            }
+            SwarmEvent::NewExternalAddrOfPeer { peer_id, address } => {
+                if self.addr_book.len() < ADDR_BOOK_MAX || self.addr_book.contains_key(&peer_id) {
+                    let v = self.addr_book.entry(peer_id).or_default();
+                    if !v.contains(&address) && v.len() < 16 {
+                        v.push(address);
+                    }
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
+                tracing::warn!(?addresses, ?reason, "listener closed")
+            }
+            _ => {}
+        }
+    }
+
+    fn on_identify(&mut self, e: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = e else {
+            return;
+        };
+        self.agents.insert(peer_id, info.agent_version.clone());
+        if info.protocol_version != behaviour::identify_version(&self.cfg.network) {
+            tracing::debug!(%peer_id, version = %info.protocol_version, "peer of another network");
+            return;
+        }
+        let kad_proto = behaviour::kad_protocol(&self.cfg.network);
+        if !info.protocols.contains(&kad_proto) {
+            return;
+        }
+        for a in info.listen_addrs {
+            if is_unspecified(&a) || (!self.cfg.local && is_loopback_or_unspecified(&a)) {
+                continue;
+            }
+            self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
+        }
+    }
+
+    fn on_kad(&mut self, e: kad::Event) {
+        match e {
+            kad::Event::InboundRequest { request } => self.on_kad_inbound(request),
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => self.on_query(id, result, step.last),
+            kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            } if self.node_record_seq == 0 => {
+                // First peer: publish our node record soon (after the automatic bootstrap).
+                self.node_record_due
+                    .get_or_insert(Instant::now() + Duration::from_secs(1));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_kad_inbound(&mut self, req: kad::InboundRequest) {
+        match req {
+            kad::InboundRequest::PutRecord {
+                source,
+                record: Some(mut record),
+                ..
+            } => {
+                let store = self.swarm.behaviour_mut().kad.store_mut();
+                let stored = store.get(&record.key).map(|r| r.value.clone());
+                match self.registry.check_record(
+                    record.key.as_ref(),
+                    &record.value,
+                    stored.as_deref(),
+                    now_ms(),
+                ) {
+                    Ok(v) => {
+                        // Never keep a record past the expiry its owner signed.
+                        let signed = Instant::now()
+                            + Duration::from_millis(v.expires_at_ms.saturating_sub(now_ms()));
+                        record.expires = Some(record.expires.map_or(signed, |e| e.min(signed)));
+                        match self.swarm.behaviour_mut().kad.store_mut().put(record) {
+                            Ok(()) => {
+                                self.metrics.records_accepted.inc();
+                            }
+                            Err(e) => tracing::debug!(error = ?e, "store refused record"),
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.rejected(reason_label(&e));
+                        if e.is_misbehaviour() {
+                            self.report(source, action_for(&e), &e);
+                        }
+                    }
+                }
+            }
+            kad::InboundRequest::AddProvider { record: Some(rec) } => {
+                match self.registry.check_provider(rec.key.as_ref()) {
+                    Ok(_) => {
+                        if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().add_provider(rec)
+                        {
+                            tracing::debug!(error = ?e, "store refused provider record");
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.rejected(reason_label(&e));
+                        self.report(rec.provider, action_for(&e), &e);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+        match result {
+            QueryResult::Bootstrap(Ok(_)) if last => {
+                if !self.bootstrapped {
+                    tracing::info!("bootstrapped");
+                }
+                self.bootstrapped = true;
+            }
+            QueryResult::StartProviding(r) => {
+                if let Some((t, key, reply)) = self.provide_q.remove(&id) {
+                    let _ = reply.send(Ok(model::Provided {
+                        key: key.to_string(),
+                        announced: r.is_ok(),
+                        elapsed_ms: t.elapsed().as_secs_f64() * 1000.0,
+                    }));
+                }
+            }
+            QueryResult::GetProviders(r) => {
+                let Some(q) = self.providers_q.get_mut(&id) else {
+                    return;
+                };
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
+                    for p in providers {
+                        if !q.found.contains(&p) {
+                            q.found.push(p);
+                        }
+                    }
+                }
+                if last || q.found.len() >= q.limit {
+                    if let Some(q) = self.providers_q.remove(&id) {
+                        self.finish_providers(id, q, last);
+                    }
+                }
+            }
+            QueryResult::GetRecord(r) => {
+                let Some(q) = self.get_q.get_mut(&id) else {
+                    return;
+                };
+                if let Ok(kad::GetRecordOk::FoundRecord(pr)) = r {
+                    match self
+                        .registry
+                        .validate(pr.record.key.as_ref(), &pr.record.value, now_ms())
+                    {
+                        Ok(v) => {
+                            q.valid += 1;
+                            if q.best.as_ref().is_none_or(|(b, _)| v.seq > b.seq) {
+                                q.best = Some((v, pr.record.value));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = ?pr.peer, error = %e, "invalid record read back");
+                            if let (Some(peer), true) = (pr.peer, e.is_misbehaviour()) {
+                                self.report(peer, action_for(&e), &e);
+                            }
+                        }
+                    }
+                }
+                let Some(q) = self.get_q.get(&id) else { return };
+                if last || q.valid >= GET_ENOUGH {
+                    if let Some(q) = self.get_q.remove(&id) {
+                        if !last {
+                            if let Some(mut qm) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                                qm.finish();
+                            }
+                        }
+                        let _ = q.reply.send(record_reply(q.key, q.best, q.started));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_providers(&mut self, id: QueryId, q: ProvidersQuery, last: bool) {
+        if !last {
+            if let Some(mut qm) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                qm.finish();
+            }
+        }
+        let me = *self.swarm.local_peer_id();
+        let own: HashSet<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        let providers = q
+            .found
+            .iter()
+            .map(|p| model::Provider {
+                peer_id: p.to_string(),
+                addrs: if *p == me {
+                    own.iter().map(ToString::to_string).collect()
+                } else {
+                    self.addr_book
+                        .get(p)
+                        .into_iter()
+                        .flatten()
+                        .map(ToString::to_string)
+                        .collect()
+                },
+            })
+            .collect();
+        let _ = q.reply.send(Ok(model::Providers {
+            key: q.key.to_string(),
+            providers,
+            elapsed_ms: q.started.elapsed().as_secs_f64() * 1000.0,
+        }));
+    }
+}
+
+fn record_reply(
+    key: DhtKey,
+    best: Option<(leafnet_wire::Validated, Vec<u8>)>,
+    started: Instant,
+) -> Result<model::RecordReply, String> {
+    let Some((v, bytes)) = best else {
+        return Err(format!("no valid record found for {key}"));
+    };
+    let value = match key.namespace.as_str() {
+        "node" => match NodeRecord::open(&key.rest, &bytes) {
+            Ok(r) => serde_json::json!({
+                "agent": r.agent,
+                "addrs": r.multiaddrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+            Err(e) => return Err(e.to_string()),
+        },
+        _ => serde_json::json!({ "bytes": hex::encode(&bytes) }),
+    };
+    Ok(model::RecordReply {
+        key: key.to_string(),
+        seq: v.seq,
+        expires_at_ms: v.expires_at_ms,
+        value,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
