@@ -1,1 +1,125 @@
-//! placeholder
+//! Test and benchmark helpers: in-process nodes over the memory transport, and real `leafnet`
+//! processes on loopback.
+//!
+//! - [`mem_config`] / [`start_mem_node`] / [`start_mem_swarm`]: full leafnet nodes (the real
+//!   `leafnet_node::Node`, redb store and all) in this process, each with its own temp dir;
+//! - [`proc`]: spawning the `leafnet` binary, talking to it through its CLI, killing it by PID.
+//!
+//! The tests themselves are in `tests/tests/*.rs`; the benchmark program in `src/bin/bench.rs`.
+
+pub mod proc;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use leafnet_config::{Config, Overrides, Valid};
+use leafnet_node::{Node, NodeOptions};
+use libp2p::{Multiaddr, identity::Keypair, multiaddr::Protocol};
+
+/// A validated config for an in-process node on the memory transport, network `local`, with
+/// Kademlia settings for small, fast test networks.
+pub fn mem_config(bootstrap: &[Multiaddr]) -> Valid {
+    let mut c = Config::default();
+    let mut o = Overrides::default();
+    o.network = Some("local".into());
+    o.local = Some(true);
+    o.transports = vec!["memory".into()];
+    o.listen = vec!["/memory/0".into()];
+    o.bootstrap = bootstrap.iter().map(ToString::to_string).collect();
+    o.api = Some("127.0.0.1:0".into());
+    c.apply(&o);
+    c.kad.query_timeout = Duration::from_secs(10);
+    c.kad.bootstrap_interval = Duration::from_secs(30);
+    c.p2p.max_connections = 1024;
+    c.validate().expect("test config is valid")
+}
+
+/// An in-process node and the temp dir holding its database.
+#[derive(Debug)]
+pub struct TestNode {
+    pub node: Node,
+    pub keypair: Keypair,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    /// This node's first listen address with `/p2p/<id>` appended.
+    pub fn addr(&self) -> Multiaddr {
+        self.node.listen_addrs[0].clone().with(Protocol::P2p(self.node.peer_id))
+    }
+}
+
+/// Starts one in-process node with its own temp dir; `keypair` and `dir` allow a restart.
+pub async fn start_mem_node_with(
+    config: Valid,
+    keypair: Keypair,
+    dir: tempfile::TempDir,
+) -> anyhow::Result<TestNode> {
+    let node = Node::start(NodeOptions {
+        config,
+        keypair: keypair.clone(),
+        db_path: dir.path().join("leafnet.redb"),
+        api: None,
+    })
+    .await?;
+    Ok(TestNode { node, keypair, dir })
+}
+
+/// Starts one in-process node bootstrapping from `bootstrap`.
+pub async fn start_mem_node(bootstrap: &[Multiaddr]) -> anyhow::Result<TestNode> {
+    start_mem_node_with(mem_config(bootstrap), Keypair::generate_ed25519(), tempfile::tempdir()?)
+        .await
+}
+
+/// Starts `n` nodes: node 0 first, every other one bootstrapping from it. Returns once every
+/// node has a non-empty routing table, or fails after `timeout`.
+pub async fn start_mem_swarm(n: usize, timeout: Duration) -> anyhow::Result<Vec<TestNode>> {
+    let first = start_mem_node(&[]).await?;
+    let boot = first.addr();
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        nodes.push(start_mem_node(std::slice::from_ref(&boot)).await?);
+    }
+    wait_until(timeout, "every routing table is non-empty", || async {
+        for t in &nodes {
+            if t.node.status().await?.routing_table_size == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    Ok(nodes)
+}
+
+/// Polls `cond` every 50 ms until it holds, failing with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut cond: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await.context(what.to_owned())? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Shuts every node down (flushing their databases).
+pub async fn shutdown_all(nodes: Vec<TestNode>) {
+    futures::future::join_all(nodes.into_iter().map(|t| t.node.shutdown())).await;
+}
+
+/// Percentile (0–100) of sorted samples, nearest-rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}

@@ -1,0 +1,119 @@
+//! Real `leafnet` processes on loopback: spawn, drive through the CLI, kill by PID.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+/// The `leafnet` binary next to the test executable (built by cargo for this workspace).
+pub fn leafnet_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LEAFNET_BIN") {
+        return p.into();
+    }
+    // target/<profile>/deps/<test> -> target/<profile>/leafnet
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target/debug"));
+    dir.join("leafnet")
+}
+
+/// Runs `leafnet --data-dir DIR ARGS…` to completion.
+pub fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(leafnet_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("LEAFNET_DATA_DIR")
+        .output()
+        .expect("leafnet binary runs")
+}
+
+/// Runs a CLI command with `--json` and parses its output.
+pub fn cli_json(dir: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = cli(dir, &a);
+    if !out.status.success() {
+        anyhow::bail!("leafnet {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).context("json output")
+}
+
+/// A `leafnet node run` process, killed by PID when dropped.
+#[derive(Debug)]
+pub struct NodeProc {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl NodeProc {
+    /// Starts `leafnet --data-dir DIR node run ARGS…`, stderr to DIR/node.log.
+    pub fn spawn(dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::File::create(dir.join("node.log"))?;
+        let child = Command::new(leafnet_bin())
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("node")
+            .arg("run")
+            .args(args)
+            .env_remove("LEAFNET_DATA_DIR")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawn leafnet")?;
+        Ok(Self { child, dir: dir.to_owned() })
+    }
+
+    /// Waits until the API answers `status`, or the process exits, or `timeout`.
+    pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                anyhow::bail!("node exited with {st}: {}", self.log());
+            }
+            if self.dir.join("api.addr").exists() {
+                if let Ok(v) = cli_json(&self.dir, &["status"]) {
+                    return Ok(v);
+                }
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("node not ready after {timeout:?}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait up to 10 s, then SIGKILL; returns whether it exited by itself.
+    pub fn stop(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
