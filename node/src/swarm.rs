@@ -69,6 +69,8 @@ pub enum Command {
     },
 }
 
+type ProvideReply = oneshot::Sender<Result<model::Provided, String>>;
+
 struct Conn {
     id: ConnectionId,
     addr: Multiaddr,
@@ -105,14 +107,7 @@ pub(crate) struct Actor {
     rtts: HashMap<(PeerId, ConnectionId), Duration>,
     agents: HashMap<PeerId, String>,
     addr_book: HashMap<PeerId, Vec<Multiaddr>>,
-    provide_q: HashMap<
-        QueryId,
-        (
-            Instant,
-            DhtKey,
-            oneshot::Sender<Result<model::Provided, String>>,
-        ),
-    >,
+    provide_q: HashMap<QueryId, (Instant, DhtKey, ProvideReply)>,
     providers_q: HashMap<QueryId, ProvidersQuery>,
     get_q: HashMap<QueryId, GetQuery>,
     dial_q: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
@@ -608,12 +603,13 @@ impl Actor {
                     let _ = r.send(Err(error.to_string()));
                 }
             }
-            SwarmEvent::NewExternalAddrOfPeer { peer_id, address } => {
-                if self.addr_book.len() < ADDR_BOOK_MAX || self.addr_book.contains_key(&peer_id) {
-                    let v = self.addr_book.entry(peer_id).or_default();
-                    if !v.contains(&address) && v.len() < 16 {
-                        v.push(address);
-                    }
+            SwarmEvent::NewExternalAddrOfPeer { peer_id, address }
+                if (self.addr_book.len() < ADDR_BOOK_MAX
+                    || self.addr_book.contains_key(&peer_id)) =>
+            {
+                let v = self.addr_book.entry(peer_id).or_default();
+                if !v.contains(&address) && v.len() < 16 {
+                    v.push(address);
                 }
             }
             SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
@@ -745,10 +741,10 @@ impl Actor {
                         }
                     }
                 }
-                if last || q.found.len() >= q.limit {
-                    if let Some(q) = self.providers_q.remove(&id) {
-                        self.finish_providers(id, q, last);
-                    }
+                if (last || q.found.len() >= q.limit)
+                    && let Some(q) = self.providers_q.remove(&id)
+                {
+                    self.finish_providers(id, q, last);
                 }
             }
             QueryResult::GetRecord(r) => {
@@ -775,15 +771,13 @@ impl Actor {
                     }
                 }
                 let Some(q) = self.get_q.get(&id) else { return };
-                if last || q.valid >= GET_ENOUGH {
-                    if let Some(q) = self.get_q.remove(&id) {
-                        if !last {
-                            if let Some(mut qm) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                                qm.finish();
-                            }
-                        }
-                        let _ = q.reply.send(record_reply(q.key, q.best, q.started));
+                if (last || q.valid >= GET_ENOUGH)
+                    && let Some(q) = self.get_q.remove(&id)
+                {
+                    if !last && let Some(mut qm) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        qm.finish();
                     }
+                    let _ = q.reply.send(record_reply(q.key, q.best, q.started));
                 }
             }
             _ => {}
@@ -791,10 +785,8 @@ impl Actor {
     }
 
     fn finish_providers(&mut self, id: QueryId, q: ProvidersQuery, last: bool) {
-        if !last {
-            if let Some(mut qm) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                qm.finish();
-            }
+        if !last && let Some(mut qm) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+            qm.finish();
         }
         let me = *self.swarm.local_peer_id();
         let own: HashSet<Multiaddr> = self.swarm.external_addresses().cloned().collect();

@@ -8,15 +8,32 @@ use std::{
 
 use anyhow::Context as _;
 
-/// The `leafnet` binary next to the test executable (built by cargo for this workspace).
+/// The `leafnet` binary: `LEAFNET_BIN`, else the one cargo built next to this test executable
+/// (`target/<profile>/leafnet`). `cargo test -p leafnet-tests` does not build another package's
+/// binary, so the first caller builds it when it is missing.
 pub fn leafnet_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("LEAFNET_BIN") {
-        return p.into();
-    }
-    // target/<profile>/deps/<test> -> target/<profile>/leafnet
-    let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target/debug"));
-    dir.join("leafnet")
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("LEAFNET_BIN") {
+            return p.into();
+        }
+        // target/<profile>/deps/<test> -> target/<profile>/leafnet
+        let exe = std::env::current_exe().unwrap_or_default();
+        let dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target/debug"));
+        let bin = dir.join("leafnet");
+        if !bin.exists() {
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cmd.args(["build", "-p", "leafnet-node", "--bin", "leafnet"]);
+            if release {
+                cmd.arg("--release");
+            }
+            let st = cmd.status().expect("cargo runs");
+            assert!(st.success(), "building the leafnet binary failed");
+        }
+        bin
+    })
+    .clone()
 }
 
 /// Runs `leafnet --data-dir DIR ARGS…` to completion.
@@ -75,11 +92,10 @@ impl NodeProc {
             if let Some(st) = self.child.try_wait()? {
                 anyhow::bail!("node exited with {st}: {}", self.log());
             }
-            if self.dir.join("api.addr").exists() {
-                if let Ok(v) = cli_json(&self.dir, &["status"]) {
+            if self.dir.join("api.addr").exists()
+                && let Ok(v) = cli_json(&self.dir, &["status"]) {
                     return Ok(v);
                 }
-            }
             if Instant::now() >= deadline {
                 anyhow::bail!("node not ready after {timeout:?}: {}", self.log());
             }

@@ -216,13 +216,13 @@ impl Registry {
             if stored == value {
                 return Err(RecordError::Duplicate);
             }
-            if let Ok(old) = self.validate(key, stored, now_ms) {
-                if offered.seq <= old.seq {
-                    return Err(RecordError::Rollback {
-                        stored: old.seq,
-                        offered: offered.seq,
-                    });
-                }
+            if let Ok(old) = self.validate(key, stored, now_ms)
+                && offered.seq <= old.seq
+            {
+                return Err(RecordError::Rollback {
+                    stored: old.seq,
+                    offered: offered.seq,
+                });
             }
         }
         Ok(offered)

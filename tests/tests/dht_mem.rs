@@ -1,0 +1,36 @@
+//! In-process, memory transport: 10 full leafnet nodes bootstrap from one; each announces a
+//! provider record; every node finds every other node's provider record, with its address.
+
+use std::time::Duration;
+
+use leafnet_tests::{shutdown_all, start_mem_swarm};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_find_every_provider_record() -> anyhow::Result<()> {
+    let nodes = start_mem_swarm(10, Duration::from_secs(30)).await?;
+    for (i, t) in nodes.iter().enumerate() {
+        let r = t.node.provide(&format!("item-{i}")).await?;
+        assert!(r.announced, "node {i} could not announce");
+    }
+    for (i, t) in nodes.iter().enumerate() {
+        for (j, owner) in nodes.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let r = t.node.providers(&format!("item-{j}"), 1).await?;
+            let found = r.providers.iter().find(|p| p.peer_id == owner.node.peer_id.to_string());
+            let Some(p) = found else {
+                anyhow::bail!("node {i} did not find node {j}'s provider record: {r:?}");
+            };
+            assert!(
+                p.addrs.iter().any(|a| a.starts_with("/memory/")),
+                "provider record of node {j} carries no address: {p:?}"
+            );
+        }
+    }
+    // Each node's own node record is in the DHT and verifies.
+    let r = nodes[3].node.get_record(&format!("/leafnet/node/{}", nodes[7].node.peer_id)).await?;
+    assert!(r.value["addrs"][0].as_str().unwrap_or("").starts_with("/memory/"), "{r:?}");
+    shutdown_all(nodes).await;
+    Ok(())
+}
