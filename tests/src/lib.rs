@@ -45,7 +45,9 @@ pub struct TestNode {
 impl TestNode {
     /// This node's first listen address with `/p2p/<id>` appended.
     pub fn addr(&self) -> Multiaddr {
-        self.node.listen_addrs[0].clone().with(Protocol::P2p(self.node.peer_id))
+        self.node.listen_addrs[0]
+            .clone()
+            .with(Protocol::P2p(self.node.peer_id))
     }
 }
 
@@ -67,8 +69,12 @@ pub async fn start_mem_node_with(
 
 /// Starts one in-process node bootstrapping from `bootstrap`.
 pub async fn start_mem_node(bootstrap: &[Multiaddr]) -> anyhow::Result<TestNode> {
-    start_mem_node_with(mem_config(bootstrap), Keypair::generate_ed25519(), tempfile::tempdir()?)
-        .await
+    start_mem_node_with(
+        mem_config(bootstrap),
+        Keypair::generate_ed25519(),
+        tempfile::tempdir()?,
+    )
+    .await
 }
 
 /// Starts `n` nodes: node 0 first, every other one bootstrapping from it. Returns once every

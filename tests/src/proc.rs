@@ -19,7 +19,10 @@ pub fn leafnet_bin() -> PathBuf {
         }
         // target/<profile>/deps/<test> -> target/<profile>/leafnet
         let exe = std::env::current_exe().unwrap_or_default();
-        let dir = exe.parent().and_then(Path::parent).unwrap_or(Path::new("target/debug"));
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("target/debug"));
         let bin = dir.join("leafnet");
         if !bin.exists() {
             let release = dir.file_name().is_some_and(|n| n == "release");
@@ -53,7 +56,10 @@ pub fn cli_json(dir: &Path, args: &[&str]) -> anyhow::Result<serde_json::Value> 
     a.push("--json");
     let out = cli(dir, &a);
     if !out.status.success() {
-        anyhow::bail!("leafnet {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!(
+            "leafnet {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     serde_json::from_slice(&out.stdout).context("json output")
 }
@@ -82,7 +88,10 @@ impl NodeProc {
             .stderr(log)
             .spawn()
             .context("spawn leafnet")?;
-        Ok(Self { child, dir: dir.to_owned() })
+        Ok(Self {
+            child,
+            dir: dir.to_owned(),
+        })
     }
 
     /// Waits until the API answers `status`, or the process exits, or `timeout`.
@@ -93,9 +102,10 @@ impl NodeProc {
                 anyhow::bail!("node exited with {st}: {}", self.log());
             }
             if self.dir.join("api.addr").exists()
-                && let Ok(v) = cli_json(&self.dir, &["status"]) {
-                    return Ok(v);
-                }
+                && let Ok(v) = cli_json(&self.dir, &["status"])
+            {
+                return Ok(v);
+            }
             if Instant::now() >= deadline {
                 anyhow::bail!("node not ready after {timeout:?}: {}", self.log());
             }

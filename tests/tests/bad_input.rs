@@ -5,7 +5,14 @@ use std::{path::Path, process::Output, time::Duration};
 
 use leafnet_tests::proc::{NodeProc, cli};
 
-const BASE: &[&str] = &["--network", "local", "--local", "true", "--api", "127.0.0.1:0"];
+const BASE: &[&str] = &[
+    "--network",
+    "local",
+    "--local",
+    "true",
+    "--api",
+    "127.0.0.1:0",
+];
 
 fn run_node(dir: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["node", "run"];
@@ -20,7 +27,11 @@ fn assert_one_error(out: &Output, code: i32, needles: &[&str]) {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "want one error line, got: {stderr}");
     for n in needles {
-        assert!(errors[0].contains(n), "error line lacks {n:?}: {}", errors[0]);
+        assert!(
+            errors[0].contains(n),
+            "error line lacks {n:?}: {}",
+            errors[0]
+        );
     }
     assert_eq!(out.status.code(), Some(code), "{stderr}");
 }
@@ -28,8 +39,16 @@ fn assert_one_error(out: &Output, code: i32, needles: &[&str]) {
 #[test]
 fn malformed_multiaddr() {
     let d = tempfile::tempdir().unwrap();
-    assert_one_error(&run_node(d.path(), &["--listen", "/ip4/127.0.0.1/tcp/notaport"]), 1, &["p2p.listen[0]", "notaport"]);
-    assert_one_error(&run_node(d.path(), &["--bootstrap", "hello"]), 1, &["p2p.bootstrap[0]", "hello"]);
+    assert_one_error(
+        &run_node(d.path(), &["--listen", "/ip4/127.0.0.1/tcp/notaport"]),
+        1,
+        &["p2p.listen[0]", "notaport"],
+    );
+    assert_one_error(
+        &run_node(d.path(), &["--bootstrap", "hello"]),
+        1,
+        &["p2p.bootstrap[0]", "hello"],
+    );
     let out = cli(d.path(), &["dial", "/ip4/nope"]);
     assert_ne!(out.status.code(), Some(0));
 }
@@ -37,7 +56,11 @@ fn malformed_multiaddr() {
 #[test]
 fn unknown_transport() {
     let d = tempfile::tempdir().unwrap();
-    assert_one_error(&run_node(d.path(), &["--transport", "pigeon"]), 1, &["unknown transport 'pigeon'"]);
+    assert_one_error(
+        &run_node(d.path(), &["--transport", "pigeon"]),
+        1,
+        &["unknown transport 'pigeon'"],
+    );
 }
 
 #[test]
@@ -46,12 +69,27 @@ fn port_in_use() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let listen = format!("/ip4/127.0.0.1/tcp/{port}");
-    assert_one_error(&run_node(d.path(), &["--transport", "tcp", "--listen", &listen]), 1, &[&listen, "in use"]);
+    assert_one_error(
+        &run_node(d.path(), &["--transport", "tcp", "--listen", &listen]),
+        1,
+        &[&listen, "in use"],
+    );
     // the API port, too
     let api = format!("127.0.0.1:{port}");
     let out = cli(
         d.path(),
-        &["node", "run", "--network", "local", "--transport", "tcp", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", &api],
+        &[
+            "node",
+            "run",
+            "--network",
+            "local",
+            "--transport",
+            "tcp",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--api",
+            &api,
+        ],
     );
     assert_one_error(&out, 1, &["control API", &api, "in use"]);
 }
@@ -64,7 +102,11 @@ fn unusable_data_dir() {
     assert_one_error(&run_node(&file, &[]), 1, &["not-a-dir"]);
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
     // a data dir inside a file cannot be created
-    assert_one_error(&run_node(&file.join("sub"), &[]), 1, &["cannot create data dir"]);
+    assert_one_error(
+        &run_node(&file.join("sub"), &[]),
+        1,
+        &["cannot create data dir"],
+    );
 }
 
 #[test]
@@ -72,7 +114,11 @@ fn corrupt_redb_file_is_refused_and_kept() {
     let d = tempfile::tempdir().unwrap();
     let junk = vec![0x42u8; 10_000];
     std::fs::write(d.path().join("leafnet.redb"), &junk).unwrap();
-    assert_one_error(&run_node(d.path(), &["--listen", "/ip4/127.0.0.1/tcp/0"]), 1, &["leafnet.redb", "corrupt"]);
+    assert_one_error(
+        &run_node(d.path(), &["--listen", "/ip4/127.0.0.1/tcp/0"]),
+        1,
+        &["leafnet.redb", "corrupt"],
+    );
     assert_eq!(std::fs::read(d.path().join("leafnet.redb")).unwrap(), junk);
 }
 
@@ -82,13 +128,23 @@ fn corrupt_config_and_key_are_refused_and_kept() {
     let cfg = "[p2p]\nlisten = 7\n";
     std::fs::write(d.path().join("leafnet.toml"), cfg).unwrap();
     assert_one_error(&run_node(d.path(), &[]), 1, &["leafnet.toml", "line 2"]);
-    assert_eq!(std::fs::read_to_string(d.path().join("leafnet.toml")).unwrap(), cfg);
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("leafnet.toml")).unwrap(),
+        cfg
+    );
     assert_one_error(&cli(d.path(), &["config", "show"]), 1, &["leafnet.toml"]);
 
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("node.key"), b"not a key").unwrap();
-    assert_one_error(&run_node(d.path(), &["--listen", "/ip4/127.0.0.1/tcp/0"]), 1, &["node.key"]);
-    assert_eq!(std::fs::read(d.path().join("node.key")).unwrap(), b"not a key");
+    assert_one_error(
+        &run_node(d.path(), &["--listen", "/ip4/127.0.0.1/tcp/0"]),
+        1,
+        &["node.key"],
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("node.key")).unwrap(),
+        b"not a key"
+    );
 }
 
 #[test]
@@ -103,13 +159,29 @@ fn no_node_running_exits_2() {
 fn wrong_token_and_unknown_namespace_against_a_running_node() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("n");
-    let mut node = NodeProc::spawn(&dir, &[BASE, &["--listen", "/ip4/127.0.0.1/tcp/0"]].concat()).unwrap();
+    let mut node = NodeProc::spawn(
+        &dir,
+        &[BASE, &["--listen", "/ip4/127.0.0.1/tcp/0"]].concat(),
+    )
+    .unwrap();
     node.wait_ready(Duration::from_secs(30)).unwrap();
 
     // unknown key namespace, and a namespace that takes no provider records
-    assert_one_error(&cli(&dir, &["dht", "provide", "/leafnet/bogus/x"]), 1, &["unknown key namespace 'bogus'"]);
-    assert_one_error(&cli(&dir, &["dht", "providers", "/ipfs/x"]), 1, &["bad key"]);
-    assert_one_error(&cli(&dir, &["dht", "provide", "/leafnet/node/x"]), 1, &["takes no provider records"]);
+    assert_one_error(
+        &cli(&dir, &["dht", "provide", "/leafnet/bogus/x"]),
+        1,
+        &["unknown key namespace 'bogus'"],
+    );
+    assert_one_error(
+        &cli(&dir, &["dht", "providers", "/ipfs/x"]),
+        1,
+        &["bad key"],
+    );
+    assert_one_error(
+        &cli(&dir, &["dht", "provide", "/leafnet/node/x"]),
+        1,
+        &["takes no provider records"],
+    );
 
     // A second data dir pointing at the same API with another token.
     let other = d.path().join("other");

@@ -18,7 +18,10 @@ async fn ten_nodes_find_every_provider_record() -> anyhow::Result<()> {
                 continue;
             }
             let r = t.node.providers(&format!("item-{j}"), 1).await?;
-            let found = r.providers.iter().find(|p| p.peer_id == owner.node.peer_id.to_string());
+            let found = r
+                .providers
+                .iter()
+                .find(|p| p.peer_id == owner.node.peer_id.to_string());
             let Some(p) = found else {
                 anyhow::bail!("node {i} did not find node {j}'s provider record: {r:?}");
             };
@@ -29,8 +32,17 @@ async fn ten_nodes_find_every_provider_record() -> anyhow::Result<()> {
         }
     }
     // Each node's own node record is in the DHT and verifies.
-    let r = nodes[3].node.get_record(&format!("/leafnet/node/{}", nodes[7].node.peer_id)).await?;
-    assert!(r.value["addrs"][0].as_str().unwrap_or("").starts_with("/memory/"), "{r:?}");
+    let r = nodes[3]
+        .node
+        .get_record(&format!("/leafnet/node/{}", nodes[7].node.peer_id))
+        .await?;
+    assert!(
+        r.value["addrs"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("/memory/"),
+        "{r:?}"
+    );
     shutdown_all(nodes).await;
     Ok(())
 }

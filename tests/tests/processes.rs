@@ -6,7 +6,14 @@ use std::time::{Duration, Instant};
 use leafnet_tests::proc::{NodeProc, cli, cli_json};
 
 fn common<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--network", "local", "--local", "true", "--api", "127.0.0.1:0"];
+    let mut v = vec![
+        "--network",
+        "local",
+        "--local",
+        "true",
+        "--api",
+        "127.0.0.1:0",
+    ];
     v.extend_from_slice(extra);
     v
 }
@@ -25,25 +32,60 @@ fn find_addr(status: &serde_json::Value, needle: &str) -> String {
 #[test]
 fn tcp_only_quic_only_and_both_connect() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (d0, d1, d2) = (tmp.path().join("both"), tmp.path().join("tcp"), tmp.path().join("quic"));
+    let (d0, d1, d2) = (
+        tmp.path().join("both"),
+        tmp.path().join("tcp"),
+        tmp.path().join("quic"),
+    );
     let mut n0 = NodeProc::spawn(
         &d0,
-        &common(&["--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"]),
+        &common(&[
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ]),
     )?;
     let s0 = n0.wait_ready(Duration::from_secs(30))?;
     let (tcp0, quic0) = (find_addr(&s0, "/tcp/"), find_addr(&s0, "/quic-v1"));
     let mut n1 = NodeProc::spawn(
         &d1,
-        &common(&["--transport", "tcp", "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", &tcp0]),
+        &common(&[
+            "--transport",
+            "tcp",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            &tcp0,
+        ]),
     )?;
     let mut n2 = NodeProc::spawn(
         &d2,
-        &common(&["--transport", "quic", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--bootstrap", &quic0]),
+        &common(&[
+            "--transport",
+            "quic",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+            "--bootstrap",
+            &quic0,
+        ]),
     )?;
     let s1 = n1.wait_ready(Duration::from_secs(30))?;
     let s2 = n2.wait_ready(Duration::from_secs(30))?;
-    assert!(s1["listen_addrs"].as_array().unwrap().iter().all(|a| a.as_str().unwrap().contains("/tcp/")));
-    assert!(s2["listen_addrs"].as_array().unwrap().iter().all(|a| a.as_str().unwrap().contains("/quic-v1")));
+    assert!(
+        s1["listen_addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.as_str().unwrap().contains("/tcp/"))
+    );
+    assert!(
+        s2["listen_addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a.as_str().unwrap().contains("/quic-v1"))
+    );
 
     // Wait until node0 sees both, with the right transports.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -51,12 +93,16 @@ fn tcp_only_quic_only_and_both_connect() -> anyhow::Result<()> {
         let p = cli_json(&d0, &["peers"])?;
         let arr = p.as_array().cloned().unwrap_or_default();
         let has = |id: &serde_json::Value, t: &str| {
-            arr.iter().any(|x| x["peer_id"] == *id && x["transport"] == t && x["direction"] == "inbound")
+            arr.iter()
+                .any(|x| x["peer_id"] == *id && x["transport"] == t && x["direction"] == "inbound")
         };
         if has(&s1["peer_id"], "tcp") && has(&s2["peer_id"], "quic") {
             break arr;
         }
-        anyhow::ensure!(Instant::now() < deadline, "node0 peers never showed both: {p}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "node0 peers never showed both: {p}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(peers0.len(), 2, "{peers0:?}");
@@ -96,6 +142,9 @@ fn tcp_only_quic_only_and_both_connect() -> anyhow::Result<()> {
     for n in [&mut n1, &mut n2, &mut n0] {
         assert!(n.stop(), "node did not stop on SIGTERM: {}", n.log());
     }
-    assert!(!d0.join("api.addr").exists(), "api.addr left behind after a clean stop");
+    assert!(
+        !d0.join("api.addr").exists(),
+        "api.addr left behind after a clean stop"
+    );
     Ok(())
 }

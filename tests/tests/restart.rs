@@ -11,22 +11,35 @@ async fn records_and_providers_survive_restart() -> anyhow::Result<()> {
     let a = start_mem_node(&[]).await?;
     let b = start_mem_node(&[a.addr()]).await?;
     let b_id = b.node.peer_id;
-    wait_until(Duration::from_secs(20), "a and b know each other", || async {
-        Ok(a.node.status().await?.routing_table_size > 0 && b.node.status().await?.routing_table_size > 0)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "a and b know each other",
+        || async {
+            Ok(a.node.status().await?.routing_table_size > 0
+                && b.node.status().await?.routing_table_size > 0)
+        },
+    )
     .await?;
     assert!(b.node.provide("kept").await?.announced);
-    wait_until(Duration::from_secs(20), "a stores b's node record and provider record", || async {
-        let s = a.node.status().await?.storage;
-        Ok(s.records >= 2 && s.provider_keys >= 1)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "a stores b's node record and provider record",
+        || async {
+            let s = a.node.status().await?.storage;
+            Ok(s.records >= 2 && s.provider_keys >= 1)
+        },
+    )
     .await?;
 
     // b's own restart keeps what it provides.
     let (b_key, b_dir) = (b.keypair.clone(), b.dir);
     b.node.shutdown().await;
     let b = start_mem_node_with(mem_config(&[a.addr()]), b_key, b_dir).await?;
-    assert_eq!(b.node.status().await?.storage.provided_keys, 1, "provided key lost on restart");
+    assert_eq!(
+        b.node.status().await?.storage.provided_keys,
+        1,
+        "provided key lost on restart"
+    );
     b.node.shutdown().await; // b is gone for good now
 
     // a restarts on its own database; a new node c only knows a.
@@ -35,7 +48,10 @@ async fn records_and_providers_survive_restart() -> anyhow::Result<()> {
     a.node.shutdown().await;
     let a = start_mem_node_with(mem_config(&[]), a_key, a_dir).await?;
     let after = a.node.status().await?.storage;
-    assert_eq!((after.records, after.provider_keys), (before.records, before.provider_keys));
+    assert_eq!(
+        (after.records, after.provider_keys),
+        (before.records, before.provider_keys)
+    );
     let c = start_mem_node(&[a.addr()]).await?;
     wait_until(Duration::from_secs(20), "c knows a", || async {
         Ok(c.node.status().await?.routing_table_size > 0)
