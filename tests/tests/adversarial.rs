@@ -45,14 +45,20 @@ fn attacker() -> Swarm<kad::Behaviour<MemoryStore>> {
 }
 
 fn node_record(owner: &Keypair, signer: &Keypair, seq: u64, expires_at_ms: u64) -> Record {
-    let rec = NodeRecord { seq, expires_at_ms, agent: "evil".into(), addrs: vec![] };
+    let rec = NodeRecord {
+        seq,
+        expires_at_ms,
+        agent: "evil".into(),
+        addrs: vec![],
+    };
     let key = format!("/leafnet/node/{}", owner.public().to_peer_id());
     Record::new(RecordKey::new(&key), rec.seal(signer).unwrap())
 }
 
 /// Sends `record` to `target` only, and drives the attacker until the put finished.
 async fn push(a: &mut Swarm<kad::Behaviour<MemoryStore>>, target: PeerId, record: Record) -> bool {
-    a.behaviour_mut().put_record_to(record, std::iter::once(target), Quorum::One);
+    a.behaviour_mut()
+        .put_record_to(record, std::iter::once(target), Quorum::One);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::time::timeout_at(deadline, a.select_next_some()).await {
@@ -60,9 +66,11 @@ async fn push(a: &mut Swarm<kad::Behaviour<MemoryStore>>, target: PeerId, record
                 result: kad::QueryResult::PutRecord(r),
                 ..
             })) => return r.is_ok(),
-            Ok(SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. })
-                if peer_id == target =>
-            {
+            Ok(SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            }) if peer_id == target => {
                 return false;
             }
             Ok(_) => {}
@@ -72,16 +80,21 @@ async fn push(a: &mut Swarm<kad::Behaviour<MemoryStore>>, target: PeerId, record
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_records_are_refused_and_the_sender_is_cut_off() -> anyhow::Result<()> {
     let victim = start_mem_node(&[]).await?;
     let honest = start_mem_node(&[victim.addr()]).await?;
-    wait_until(Duration::from_secs(20), "honest node record stored", || async {
-        Ok(victim.node.status().await?.storage.records >= 2)
-    })
+    wait_until(
+        Duration::from_secs(20),
+        "honest node record stored",
+        || async { Ok(victim.node.status().await?.storage.records >= 2) },
+    )
     .await?;
     let records_before = victim.node.status().await?.storage.records;
 
@@ -97,9 +110,19 @@ async fn forged_records_are_refused_and_the_sender_is_cut_off() -> anyhow::Resul
     // (Kademlia acknowledges it anyway: FilterBoth acks before validation)
     let forged = node_record(&honest.keypair, &stranger, now_ms(), far);
     let acked = push(&mut a, target, forged).await;
-    assert!(acked, "kademlia acks before validation; the ack means nothing");
+    assert!(
+        acked,
+        "kademlia acks before validation; the ack means nothing"
+    );
     // 2. expired, correctly signed by its owner (the stranger)
-    assert!(push(&mut a, target, node_record(&stranger, &stranger, 5, now_ms() - 1)).await);
+    assert!(
+        push(
+            &mut a,
+            target,
+            node_record(&stranger, &stranger, 5, now_ms() - 1)
+        )
+        .await
+    );
     // 3. unknown namespace
     let junk = Record::new(RecordKey::new(&"/leafnet/bogus/x"), b"junk".to_vec());
     assert!(push(&mut a, target, junk).await);
@@ -109,25 +132,36 @@ async fn forged_records_are_refused_and_the_sender_is_cut_off() -> anyhow::Resul
     let _ = push(&mut a, target, big).await;
     // 5. Three scored strikes so far (an expired record is not misbehaviour). The fourth
     // forged record crosses the threshold: the attacker is blocked and disconnected.
-    assert_eq!(victim.node.status().await?.banned_peers, 0, "banned before the 4th strike");
+    assert_eq!(
+        victim.node.status().await?.banned_peers,
+        0,
+        "banned before the 4th strike"
+    );
     let forged = node_record(&honest.keypair, &stranger, now_ms() + 1, far);
     let _ = push(&mut a, target, forged).await;
-    wait_until(Duration::from_secs(10), "the attacker is banned", || async {
-        Ok(victim.node.status().await?.banned_peers == 1)
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the attacker is banned",
+        || async { Ok(victim.node.status().await?.banned_peers == 1) },
+    )
     .await?;
     let mut a_connected = true;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while a_connected {
         match tokio::time::timeout_at(deadline, a.select_next_some()).await {
-            Ok(SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. }) if peer_id == target => {
-                a_connected = false
-            }
+            Ok(SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            }) if peer_id == target => a_connected = false,
             Ok(_) => {}
             Err(_) => break,
         }
     }
-    assert!(!a_connected || !a.is_connected(&target), "the banned attacker is still connected");
+    assert!(
+        !a_connected || !a.is_connected(&target),
+        "the banned attacker is still connected"
+    );
     // A new dial from the banned peer is refused.
     a.dial(victim.node.listen_addrs[0].clone())?;
     let refused = loop {
@@ -136,7 +170,9 @@ async fn forged_records_are_refused_and_the_sender_is_cut_off() -> anyhow::Resul
                 // the victim closes it straight away
                 continue;
             }
-            Ok(SwarmEvent::ConnectionClosed { .. } | SwarmEvent::OutgoingConnectionError { .. }) => {
+            Ok(
+                SwarmEvent::ConnectionClosed { .. } | SwarmEvent::OutgoingConnectionError { .. },
+            ) => {
                 break true;
             }
             Ok(_) => {}
@@ -148,11 +184,21 @@ async fn forged_records_are_refused_and_the_sender_is_cut_off() -> anyhow::Resul
     // Nothing the attacker sent was stored; the honest record is still the one served.
     let s = victim.node.status().await?;
     assert_eq!(s.storage.records, records_before, "a bad record was stored");
-    let r = victim.node.get_record(&format!("/leafnet/node/{}", honest.node.peer_id)).await?;
+    let r = victim
+        .node
+        .get_record(&format!("/leafnet/node/{}", honest.node.peer_id))
+        .await?;
     assert_ne!(r.value["agent"], "evil");
     // The honest peer was not punished.
     assert_eq!(honest.node.status().await?.banned_peers, 0);
-    assert!(victim.node.peers().await?.iter().any(|p| p.peer_id == honest.node.peer_id.to_string()));
+    assert!(
+        victim
+            .node
+            .peers()
+            .await?
+            .iter()
+            .any(|p| p.peer_id == honest.node.peer_id.to_string())
+    );
     let _ = mem_config(&[]);
     leafnet_tests::shutdown_all(vec![victim, honest]).await;
     Ok(())

@@ -18,6 +18,20 @@ fn common<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// A bare HTTP/1.1 GET (no token), returning the whole response.
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr.trim())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: leafnet\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
 fn find_addr(status: &serde_json::Value, needle: &str) -> String {
     status["listen_addrs"]
         .as_array()
@@ -138,6 +152,17 @@ fn tcp_only_quic_only_and_both_connect() -> anyhow::Result<()> {
     let out = cli(&d0, &["status"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(s0["peer_id"].as_str().unwrap()));
+
+    // /metrics: Prometheus text with libp2p's and leafnet's own series, no token needed.
+    let metrics = http_get(&std::fs::read_to_string(d0.join("api.addr"))?, "/metrics")?;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("leafnet_connected_peers 2"), "{metrics}");
+    assert!(metrics.contains("libp2p_kad"), "no kad metrics");
+    // /v1 needs the token.
+    assert!(
+        http_get(&std::fs::read_to_string(d0.join("api.addr"))?, "/v1/status")?
+            .starts_with("HTTP/1.1 401")
+    );
 
     for n in [&mut n1, &mut n2, &mut n0] {
         assert!(n.stop(), "node did not stop on SIGTERM: {}", n.log());
