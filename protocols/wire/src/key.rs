@@ -132,6 +132,17 @@ pub trait Validator: Send + Sync + 'static {
     fn max_value_len(&self) -> usize;
     /// Checks a value for the key remainder `rest` at wall-clock `now_ms`.
     fn validate(&self, rest: &str, value: &[u8], now_ms: u64) -> Result<Validated, RecordError>;
+    /// Checks a valid update against the valid stored record (beyond the higher `seq`), e.g.
+    /// fields fixed at creation. Both were validated before.
+    fn check_update(
+        &self,
+        _rest: &str,
+        _old: &[u8],
+        _new: &[u8],
+        _now_ms: u64,
+    ) -> Result<(), RecordError> {
+        Ok(())
+    }
 }
 
 /// The validators of all known namespaces.
@@ -216,13 +227,15 @@ impl Registry {
             if stored == value {
                 return Err(RecordError::Duplicate);
             }
-            if let Ok(old) = self.validate(key, stored, now_ms)
-                && offered.seq <= old.seq
-            {
-                return Err(RecordError::Rollback {
-                    stored: old.seq,
-                    offered: offered.seq,
-                });
+            if let Ok(old) = self.validate(key, stored, now_ms) {
+                if offered.seq <= old.seq {
+                    return Err(RecordError::Rollback {
+                        stored: old.seq,
+                        offered: offered.seq,
+                    });
+                }
+                let (v, k) = self.lookup(key)?;
+                v.check_update(&k.rest, stored, value, now_ms)?;
             }
         }
         Ok(offered)
