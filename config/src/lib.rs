@@ -51,6 +51,7 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError 
 #[non_exhaustive]
 pub struct Config {
     pub network: Network,
+    pub node: NodeSection,
     pub p2p: P2p,
     pub api: Api,
     pub kad: Kad,
@@ -73,6 +74,26 @@ impl Default for Network {
         Self {
             name: "main".into(),
             local: false,
+        }
+    }
+}
+
+/// This node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NodeSection {
+    /// Where this node is, as `"LAT,LON"` in degrees, for "nodes near"; empty: not announced.
+    pub location: String,
+    /// The most profiles of others this node hosts (the profile server role).
+    pub max_hosted_profiles: u32,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            location: String::new(),
+            max_hosted_profiles: 1000,
         }
     }
 }
@@ -202,6 +223,7 @@ pub struct Overrides {
     pub api: Option<String>,
     pub allow_non_loopback_api: Option<bool>,
     pub kad_mode: Option<String>,
+    pub location: Option<String>,
 }
 
 /// Kademlia's mode.
@@ -232,6 +254,9 @@ pub struct Valid {
     pub api: SocketAddr,
     pub kad_mode: KadMode,
     pub kad: Kad,
+    /// The node's location in degrees (lat, lon).
+    pub location: Option<(f64, f64)>,
+    pub max_hosted_profiles: u32,
 }
 
 impl Config {
@@ -286,6 +311,9 @@ impl Config {
         }
         if let Some(m) = &o.kad_mode {
             self.kad.mode.clone_from(m);
+        }
+        if let Some(l) = &o.location {
+            self.node.location.clone_from(l);
         }
     }
 
@@ -416,7 +444,18 @@ impl Config {
                 ));
             }
         };
+        let location = match self.node.location.trim() {
+            "" => None,
+            l => Some(parse_location(l).ok_or_else(|| {
+                invalid(
+                    "node.location",
+                    format!("'{l}' is not LAT,LON in degrees (-90..90, -180..180)"),
+                )
+            })?),
+        };
         Ok(Valid {
+            location,
+            max_hosted_profiles: self.node.max_hosted_profiles,
             network: name.clone(),
             local: self.network.local,
             tcp,
@@ -452,6 +491,14 @@ pub fn transport_of(addr: &Multiaddr) -> Option<&'static str> {
         };
     }
     kind
+}
+
+/// Parses `LAT,LON` in degrees, checking ranges.
+pub fn parse_location(s: &str) -> Option<(f64, f64)> {
+    let (a, b) = s.split_once(',')?;
+    let lat: f64 = a.trim().parse().ok()?;
+    let lon: f64 = b.trim().parse().ok()?;
+    ((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)).then_some((lat, lon))
 }
 
 fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
@@ -527,6 +574,17 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("api.listen"));
         c.api.allow_non_loopback = true;
         assert!(c.validate().is_ok());
+
+        let mut c = Config::default();
+        c.node.location = "95,1".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("node.location")
+        );
+        c.node.location = "52.5,13.4".into();
+        assert_eq!(c.validate().unwrap().location, Some((52.5, 13.4)));
 
         let mut c = Config::default();
         c.network.name = "Main Net".into();

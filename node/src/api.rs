@@ -8,6 +8,11 @@
 //! | `GET /v1/dht/providers?key=&limit=` | [`model::Providers`] |
 //! | `GET /v1/dht/record?key=` | [`model::RecordReply`] |
 //! | `POST /v1/dial` `{"addr"}` | `{}` |
+//! | `POST /v1/profile` [`model::SetProfile`] | [`model::Published`] |
+//! | `GET /v1/profile/{account}` | [`model::Profile`] |
+//! | `POST /v1/profiles/host` [`model::HostProfile`] | [`model::Published`] |
+//! | `GET /v1/profiles/near?lat=&lon=&radius_m=&name=&kind=&service=&limit=` | [`model::Near`] |
+//! | `GET /v1/nodes/near?lat=&lon=&limit=` | [`model::NodesNear`] |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
 //!
 //! Errors are `{"error": "..."}` with 400 (bad input), 401 (token), 404 (nothing found),
@@ -27,10 +32,16 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{model, records::user_key, swarm::Command};
+use crate::{
+    flows::{BadInput, NotFound},
+    model,
+    records::user_key,
+    swarm::Command,
+};
 
 #[derive(Clone)]
 pub(crate) struct ApiState {
+    pub ctx: crate::flows::Ctx,
     pub commands: mpsc::Sender<Command>,
     pub token: Arc<str>,
     pub registry: Arc<Registry>,
@@ -45,6 +56,11 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/dht/providers", get(providers))
         .route("/v1/dht/record", get(record))
         .route("/v1/dial", post(dial))
+        .route("/v1/profile", post(set_profile))
+        .route("/v1/profile/{account}", get(get_profile))
+        .route("/v1/profiles/host", post(host_profile))
+        .route("/v1/profiles/near", get(profiles_near))
+        .route("/v1/nodes/near", get(nodes_near))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
@@ -187,6 +203,82 @@ async fn dial(
     let r = ask(&s, |reply| Command::Dial { addr, reply }).await?;
     r.map(|()| Json(serde_json::json!({})))
         .map_err(|e| ApiErr(StatusCode::BAD_GATEWAY, e))
+}
+
+fn flow_err(e: anyhow::Error) -> ApiErr {
+    let code = if e.downcast_ref::<BadInput>().is_some() {
+        StatusCode::BAD_REQUEST
+    } else if e.downcast_ref::<NotFound>().is_some() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    ApiErr(code, format!("{e:#}"))
+}
+
+async fn set_profile(
+    State(s): State<ApiState>,
+    Json(req): Json<model::SetProfile>,
+) -> Result<Json<model::Published>, ApiErr> {
+    s.ctx.set_profile(req).await.map(Json).map_err(flow_err)
+}
+
+async fn host_profile(
+    State(s): State<ApiState>,
+    Json(req): Json<model::HostProfile>,
+) -> Result<Json<model::Published>, ApiErr> {
+    let bytes = hex::decode(req.signed_hex.trim()).map_err(|_| bad("signed_hex is not hex"))?;
+    s.ctx.host_bytes(&bytes).await.map(Json).map_err(flow_err)
+}
+
+async fn get_profile(
+    State(s): State<ApiState>,
+    axum::extract::Path(account): axum::extract::Path<String>,
+) -> Result<Json<model::Profile>, ApiErr> {
+    s.ctx
+        .get_profile(&account)
+        .await
+        .map(Json)
+        .map_err(flow_err)
+}
+
+#[derive(Deserialize)]
+struct NearQuery {
+    lat: f64,
+    lon: f64,
+    radius_m: Option<u32>,
+    name: Option<String>,
+    kind: Option<String>,
+    service: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn profiles_near(
+    State(s): State<ApiState>,
+    Query(q): Query<NearQuery>,
+) -> Result<Json<model::Near>, ApiErr> {
+    let radius = q.radius_m.ok_or_else(|| bad("radius_m is required"))?;
+    let filter = leafnet_geo::protocol::Filter {
+        name: q.name,
+        kind: q.kind,
+        service: q.service,
+    };
+    s.ctx
+        .profiles_near(q.lat, q.lon, radius, filter, q.limit.unwrap_or(20))
+        .await
+        .map(Json)
+        .map_err(flow_err)
+}
+
+async fn nodes_near(
+    State(s): State<ApiState>,
+    Query(q): Query<NearQuery>,
+) -> Result<Json<model::NodesNear>, ApiErr> {
+    s.ctx
+        .nodes_near(q.lat, q.lon, q.limit.unwrap_or(20))
+        .await
+        .map(Json)
+        .map_err(flow_err)
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

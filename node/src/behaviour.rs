@@ -3,10 +3,11 @@
 use std::{num::NonZeroUsize, time::Duration};
 
 use leafnet_config::Valid;
+use leafnet_geo::protocol as geo;
 use leafnet_storage::kad::Store;
 use libp2p::{
     StreamProtocol, allow_block_list, connection_limits, identify, identity::Keypair, kad, ping,
-    swarm::NetworkBehaviour,
+    request_response, swarm::NetworkBehaviour,
 };
 
 /// Every protocol a node runs. The field order is the order events are polled in.
@@ -18,6 +19,7 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<Store>,
+    pub geo: request_response::cbor::Behaviour<geo::Request, geo::Response>,
 }
 
 /// `/leafnet/<network>/kad/1.0.0`.
@@ -74,7 +76,20 @@ pub fn build(key: &Keypair, cfg: &Valid, store: Store) -> Behaviour {
             .with_timeout(Duration::from_secs(20)),
     );
     let kad = kad::Behaviour::with_config(peer_id, store, kad_config(cfg));
+    let geo_codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(geo::MAX_REQUEST)
+        .set_response_size_maximum(geo::MAX_RESPONSE);
+    let geo_proto = StreamProtocol::try_from_owned(geo::protocol_id(&cfg.network))
+        .unwrap_or(StreamProtocol::new("/leafnet/main/geo/1"));
+    let geo = request_response::Behaviour::with_codec(
+        geo_codec,
+        [(geo_proto, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(10))
+            .with_max_concurrent_streams(64),
+    );
     Behaviour {
+        geo,
         blocked: Default::default(),
         limits: connection_limits::Behaviour::new(limits),
         identify,

@@ -40,6 +40,10 @@ impl DataDir {
     pub fn node_key(&self) -> PathBuf {
         self.root.join("node.key")
     }
+    /// The human's account key (ed25519 secret, hex), created on first run.
+    pub fn account_key(&self) -> PathBuf {
+        self.root.join("account.key")
+    }
     pub fn db(&self) -> PathBuf {
         self.root.join("leafnet.redb")
     }
@@ -92,6 +96,23 @@ impl DataDir {
             .context("cannot encode node key")?;
         write_new(&p, &bytes, 0o600)?;
         Ok(kp)
+    }
+
+    /// Loads the account key, creating one on first run.
+    pub fn load_or_create_account(&self) -> anyhow::Result<ed25519_dalek::SigningKey> {
+        let p = self.account_key();
+        if p.exists() {
+            let text =
+                fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            let mut secret = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut secret)
+                .map_err(|_| anyhow::anyhow!("{} is not a valid account key", p.display()))?;
+            return Ok(ed25519_dalek::SigningKey::from_bytes(&secret));
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        write_new(&p, hex::encode(secret).as_bytes(), 0o600)?;
+        Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
     }
 
     /// Loads the API token, creating one on first run.

@@ -18,8 +18,10 @@ pub mod api;
 pub mod behaviour;
 pub mod client;
 pub mod datadir;
+pub mod flows;
 pub(crate) mod metrics;
 pub mod model;
+pub mod near;
 pub mod peers;
 pub mod records;
 pub mod swarm;
@@ -48,6 +50,8 @@ pub struct ApiOptions {
 pub struct NodeOptions {
     pub config: Valid,
     pub keypair: Keypair,
+    /// The human's account key (profiles are signed with it).
+    pub account: ed25519_dalek::SigningKey,
     pub db_path: PathBuf,
     pub api: Option<ApiOptions>,
 }
@@ -59,6 +63,7 @@ pub struct Node {
     pub listen_addrs: Vec<Multiaddr>,
     pub api_addr: Option<SocketAddr>,
     commands: mpsc::Sender<Command>,
+    ctx: flows::Ctx,
     shutdown: watch::Sender<bool>,
     actor: tokio::task::JoinHandle<()>,
     api: Option<tokio::task::JoinHandle<()>>,
@@ -82,11 +87,19 @@ impl Node {
         let NodeOptions {
             config: cfg,
             keypair,
+            account,
             db_path,
             api,
         } = opts;
         let peer_id = keypair.public().to_peer_id();
         let db = Database::open(&db_path)?;
+        let now = swarm::now_ms();
+        let hosted: Vec<leafnet_profile::SignedProfile> = leafnet_storage::profiles::all(&db)?
+            .iter()
+            .filter_map(|b| leafnet_profile::SignedProfile::open(b, now).ok())
+            .filter(|s| s.profile.host_peer() == Some(peer_id))
+            .collect();
+        let db_handle = db.clone();
         let mut store_cfg = leafnet_storage::kad::Config::default();
         store_cfg.max_records = cfg.kad.max_records as usize;
         store_cfg.max_provider_keys = cfg.kad.max_records as usize;
@@ -159,6 +172,12 @@ impl Node {
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (sd_tx, sd_rx) = watch::channel(false);
         let timeout = cfg.kad.query_timeout + Duration::from_secs(5);
+        let ctx = flows::Ctx {
+            commands: cmd_tx.clone(),
+            db: db_handle,
+            account: account.clone(),
+            timeout: timeout * 2,
+        };
 
         let (api_addr, api_task, addr_file) = match api {
             None => (None, None, None),
@@ -172,6 +191,7 @@ impl Node {
                         .with_context(|| format!("cannot write {}", f.display()))?;
                 }
                 let state = api::ApiState {
+                    ctx: ctx.clone(),
                     commands: cmd_tx.clone(),
                     token: a.token.into(),
                     registry: Arc::new(registry),
@@ -193,7 +213,8 @@ impl Node {
             }
         };
 
-        let mut actor = swarm::Actor::new(swarm, cfg, keypair, metrics, cmd_rx, sd_rx);
+        let mut actor =
+            swarm::Actor::new(swarm, cfg, keypair, account, hosted, metrics, cmd_rx, sd_rx);
         actor.bootstrap();
         let span = tracing::info_span!("node", id = %short(&peer_id));
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -211,6 +232,7 @@ impl Node {
             listen_addrs,
             api_addr,
             commands: cmd_tx,
+            ctx,
             shutdown: sd_tx,
             actor: task,
             api: api_task,
@@ -261,6 +283,11 @@ impl Node {
         self.ask(|reply| Command::Dial { addr, reply })
             .await?
             .map_err(anyhow::Error::msg)
+    }
+
+    /// Profile and location operations (see [`flows::Ctx`]).
+    pub fn profiles(&self) -> &flows::Ctx {
+        &self.ctx
     }
 
     /// Stops the node: the actor flushes the database, the API stops, `api.addr` is removed.

@@ -46,6 +46,91 @@ enum Cmd {
     /// The DHT: provider records and records.
     #[command(subcommand)]
     Dht(DhtCmd),
+    /// Profiles: publish this node's owner profile, look profiles up by key or by place.
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Nodes by place.
+    #[command(subcommand)]
+    Nodes(NodesCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ProfileCmd {
+    /// Publish or update this node's owner profile.
+    Set {
+        #[arg(long)]
+        name: String,
+        /// person, object or service (fixed once published).
+        #[arg(long)]
+        kind: Option<String>,
+        /// LAT,LON in degrees.
+        #[arg(long, allow_hyphen_values = true)]
+        location: Option<String>,
+        /// An application service offered (repeatable), e.g. chat, leaf.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// key=value data (repeatable; 512 bytes in all).
+        #[arg(long = "extra")]
+        extra: Vec<String>,
+    },
+    /// Fetch and verify the profile of an account id from the DHT.
+    Get { account: String },
+    /// Profiles inside a circle, nearest first, with their distance.
+    #[command(allow_negative_numbers = true)]
+    Near {
+        lat: f64,
+        lon: f64,
+        /// Metres, or with a unit: 500m, 2km, 2.5km.
+        #[arg(long)]
+        radius: String,
+        /// Glob over the name (* and ?), case-insensitive.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Host someone else's signed profile (raw bytes in FILE) on this node.
+    Host { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodesCmd {
+    /// Nodes by distance of their configured location (--location / node.location).
+    #[command(allow_negative_numbers = true)]
+    Near {
+        lat: f64,
+        lon: f64,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Parses `500`, `500m`, `2km`, `2.5 km` into metres.
+fn parse_radius(s: &str) -> anyhow::Result<u32> {
+    let t = s.trim().to_lowercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("km") {
+        (n, 1000.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 1.0)
+    } else {
+        (t.as_str(), 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--radius '{s}' is not a distance (e.g. 500m, 2km)"))?;
+    let m = v * mult;
+    if !m.is_finite() || m < 1.0 || m > f64::from(leafnet_geo::MAX_RADIUS_M) {
+        anyhow::bail!(
+            "--radius '{s}' must be 1 m to {} km",
+            leafnet_geo::MAX_RADIUS_M / 1000
+        );
+    }
+    Ok(m.round() as u32)
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +197,9 @@ struct Flags {
     /// Kademlia mode: auto, server or client.
     #[arg(long, env = "LEAFNET_KAD_MODE")]
     kad_mode: Option<String>,
+    /// This node's location, LAT,LON in degrees (for "nodes near").
+    #[arg(long, env = "LEAFNET_LOCATION", allow_hyphen_values = true)]
+    location: Option<String>,
 }
 
 impl Flags {
@@ -126,6 +214,7 @@ impl Flags {
         o.api.clone_from(&self.api);
         o.allow_non_loopback_api = self.api_allow_non_loopback.then_some(true);
         o.kad_mode.clone_from(&self.kad_mode);
+        o.location.clone_from(&self.location);
         o
     }
 }
@@ -287,6 +376,144 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Cmd::Profile(ProfileCmd::Set {
+            name,
+            kind,
+            location,
+            services,
+            extra,
+        }) => {
+            let r: model::Published = Client::for_data_dir(&dd)?
+                .post(
+                    "/v1/profile",
+                    &model::SetProfile {
+                        name,
+                        kind,
+                        location,
+                        services,
+                        extra,
+                    },
+                )
+                .await?;
+            if cli.json {
+                print_json(&r)
+            } else {
+                println!(
+                    "published profile of {} (seq {}){}",
+                    r.profile.account_id,
+                    r.profile.seq,
+                    if r.stored_remotely {
+                        ""
+                    } else {
+                        "; no peer stored it yet, it will be republished"
+                    }
+                );
+                print_profile(&r.profile);
+                Ok(())
+            }
+        }
+        Cmd::Profile(ProfileCmd::Get { account }) => {
+            let p: model::Profile = Client::for_data_dir(&dd)?
+                .get(&format!("/v1/profile/{account}"), &[])
+                .await?;
+            if cli.json {
+                print_json(&p)
+            } else {
+                print_profile(&p);
+                Ok(())
+            }
+        }
+        Cmd::Profile(ProfileCmd::Near {
+            lat,
+            lon,
+            radius,
+            name,
+            kind,
+            service,
+            limit,
+        }) => {
+            let radius_m = parse_radius(&radius)?;
+            let mut q = vec![
+                ("lat", lat.to_string()),
+                ("lon", lon.to_string()),
+                ("radius_m", radius_m.to_string()),
+                ("limit", limit.to_string()),
+            ];
+            q.extend(name.map(|v| ("name", v)));
+            q.extend(kind.map(|v| ("kind", v)));
+            q.extend(service.map(|v| ("service", v)));
+            let r: model::Near = Client::for_data_dir(&dd)?
+                .get("/v1/profiles/near", &q)
+                .await?;
+            if cli.json {
+                print_json(&r)
+            } else {
+                println!(
+                    "{} profile(s) within {} m of {},{} ({} cells, {} nodes asked, {:.1} ms)",
+                    r.results.len(),
+                    r.radius_m,
+                    r.centre[0],
+                    r.centre[1],
+                    r.cells,
+                    r.nodes_contacted,
+                    r.elapsed_ms
+                );
+                for x in &r.results {
+                    println!(
+                        "  {:>12.1} m  {}  {} ({})",
+                        x.distance_m, x.profile.account_id, x.profile.name, x.profile.kind
+                    );
+                }
+                Ok(())
+            }
+        }
+        Cmd::Profile(ProfileCmd::Host { file }) => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let r: model::Published = Client::for_data_dir(&dd)?
+                .post(
+                    "/v1/profiles/host",
+                    &model::HostProfile {
+                        signed_hex: hex::encode(bytes),
+                    },
+                )
+                .await?;
+            if cli.json {
+                print_json(&r)
+            } else {
+                println!(
+                    "hosting the profile of {} (seq {})",
+                    r.profile.account_id, r.profile.seq
+                );
+                Ok(())
+            }
+        }
+        Cmd::Nodes(NodesCmd::Near { lat, lon, limit }) => {
+            let q = [
+                ("lat", lat.to_string()),
+                ("lon", lon.to_string()),
+                ("limit", limit.to_string()),
+            ];
+            let r: model::NodesNear = Client::for_data_dir(&dd)?.get("/v1/nodes/near", &q).await?;
+            if cli.json {
+                print_json(&r)
+            } else {
+                println!(
+                    "{} node(s) within {} m ({} asked, {:.1} ms)",
+                    r.results.len(),
+                    r.radius_m,
+                    r.nodes_contacted,
+                    r.elapsed_ms
+                );
+                for n in &r.results {
+                    println!(
+                        "  {:>12.1} m  {}  {:.6},{:.6}",
+                        n.distance_m, n.peer_id, n.location[0], n.location[1]
+                    );
+                }
+                Ok(())
+            }
+        }
         Cmd::Dht(DhtCmd::Get { key }) => {
             let r: model::RecordReply = Client::for_data_dir(&dd)?
                 .get("/v1/dht/record", &[("key", key)])
@@ -314,10 +541,12 @@ async fn run_node(dd: &DataDir, flags: &Flags) -> anyhow::Result<()> {
     }
     let cfg = effective(dd, flags)?.validate()?;
     let keypair = dd.load_or_create_key()?;
+    let account = dd.load_or_create_account()?;
     let token = dd.load_or_create_token()?;
     let node = Node::start(NodeOptions {
         config: cfg,
         keypair,
+        account,
         db_path: dd.db(),
         api: Some(ApiOptions {
             token,
@@ -362,6 +591,11 @@ async fn wait_for_signal() {
 
 fn print_status(s: &model::Status) -> anyhow::Result<()> {
     println!("peer id         {}", s.peer_id);
+    println!("account id      {}", s.account_id);
+    if let Some([lat, lon]) = s.location {
+        println!("location        {lat:.6},{lon:.6}");
+    }
+    println!("hosted profiles {}", s.hosted_profiles);
     println!("network         {}", s.network);
     println!("version         {}", s.version);
     println!(
@@ -389,6 +623,20 @@ fn print_status(s: &model::Status) -> anyhow::Result<()> {
         s.storage.provided_keys
     );
     Ok(())
+}
+
+fn print_profile(p: &model::Profile) {
+    println!("account   {}", p.account_id);
+    println!("name      {} ({})", p.name, p.kind);
+    if let Some([lat, lon]) = p.location {
+        println!("location  {lat:.6},{lon:.6}");
+    }
+    println!("services  {}", p.services.join(", "));
+    for (k, v) in &p.extra {
+        println!("extra     {k}={v}");
+    }
+    println!("host      {} {}", p.host_peer_id, p.host_addrs.join(" "));
+    println!("seq       {} (expires at {} ms)", p.seq, p.expires_at_ms);
 }
 
 fn print_peers(p: &[model::Peer]) -> anyhow::Result<()> {

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub version: String,
+    /// The human's account id (hex of the account key).
+    pub account_id: String,
+    pub location: Option<[f64; 2]>,
+    pub hosted_profiles: usize,
     pub network: String,
     pub peer_id: String,
     pub listen_addrs: Vec<String>,
@@ -16,6 +20,8 @@ pub struct Status {
     pub kad_mode: String,
     pub connected_peers: usize,
     pub routing_table_size: usize,
+    /// Kademlia queries running now (lookups, announcements, republishing).
+    pub kad_queries_in_flight: usize,
     pub banned_peers: usize,
     pub storage: Storage,
     pub uptime_secs: u64,
@@ -92,4 +98,109 @@ pub struct RecordReply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
+}
+
+/// A profile as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    pub account_id: String,
+    pub kind: String,
+    pub name: String,
+    /// `[lat, lon]` in degrees.
+    pub location: Option<[f64; 2]>,
+    pub services: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, String>,
+    pub host_peer_id: String,
+    pub host_addrs: Vec<String>,
+    pub seq: u64,
+    pub expires_at_ms: u64,
+}
+
+impl From<&leafnet_profile::Profile> for Profile {
+    fn from(p: &leafnet_profile::Profile) -> Self {
+        Self {
+            account_id: p.account_id().to_string(),
+            kind: p.kind.as_str().into(),
+            name: p.name.clone(),
+            location: p.location.map(|l| [l.lat(), l.lon()]),
+            services: p.services.clone(),
+            extra: p.extra.iter().cloned().collect(),
+            host_peer_id: p.host_peer().map(|h| h.to_string()).unwrap_or_default(),
+            host_addrs: p
+                .host_multiaddrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            seq: p.seq,
+            expires_at_ms: p.expires_at_ms,
+        }
+    }
+}
+
+/// `POST /v1/profile`: set this node's owner profile.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SetProfile {
+    pub name: String,
+    /// `person` (default), `object` or `service`; fixed once published.
+    pub kind: Option<String>,
+    /// `"LAT,LON"` in degrees.
+    pub location: Option<String>,
+    pub services: Vec<String>,
+    /// `key=value` strings.
+    pub extra: Vec<String>,
+}
+
+/// `POST /v1/profiles/host`: host someone's signed profile (hex of its bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostProfile {
+    pub signed_hex: String,
+}
+
+/// A profile published or hosted, and how far the DHT put got.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Published {
+    pub profile: Profile,
+    /// Whether at least one other node stored the record (false: stored here, and
+    /// republished later).
+    pub stored_remotely: bool,
+    pub cells: usize,
+    pub elapsed_ms: f64,
+}
+
+/// One result of `GET /v1/profiles/near`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NearProfile {
+    pub distance_m: f64,
+    pub profile: Profile,
+}
+
+/// Reply of `GET /v1/profiles/near`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Near {
+    pub centre: [f64; 2],
+    pub radius_m: u32,
+    pub precision: usize,
+    pub cells: usize,
+    pub nodes_contacted: usize,
+    pub results: Vec<NearProfile>,
+    pub elapsed_ms: f64,
+}
+
+/// One node of `GET /v1/nodes/near`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NearNode {
+    pub peer_id: String,
+    pub location: [f64; 2],
+    pub distance_m: f64,
+}
+
+/// Reply of `GET /v1/nodes/near`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodesNear {
+    pub centre: [f64; 2],
+    /// The radius the search had to widen to.
+    pub radius_m: u32,
+    pub nodes_contacted: usize,
+    pub results: Vec<NearNode>,
+    pub elapsed_ms: f64,
 }

@@ -5,6 +5,8 @@
 //!   unix ms, strictly increasing) and `expires_at_ms`. The owner republishes it.
 //! - `dht`: `/leafnet/dht/<name>`: provider records only, free names, for people to see the DHT
 //!   work (`leafnet dht provide`); values are refused.
+//! - `profile`: `/leafnet/profile/<account id>` → a signed profile (`leafnet_profile`).
+//! - `geo`: `/leafnet/geo/<geohash>`: provider records only: the nodes hosting profiles there.
 //!
 //! Any other namespace is refused by the registry (see `leafnet_wire::key`).
 
@@ -26,7 +28,10 @@ const MAX_AGENT: usize = 64;
 /// The registry of every namespace this build knows.
 pub fn registry() -> Registry {
     let mut r = Registry::default();
-    r.register(NodeNs).register(DhtNs);
+    r.register(NodeNs)
+        .register(DhtNs)
+        .register(leafnet_profile::Validator)
+        .register(GeoNs);
     r
 }
 
@@ -123,6 +128,41 @@ impl Validator for NodeNs {
     }
 }
 
+/// `/leafnet/geo/<geohash>`: provider records of the nodes hosting profiles in that cell.
+struct GeoNs;
+impl Validator for GeoNs {
+    fn namespace(&self) -> &'static str {
+        "geo"
+    }
+    fn accepts_records(&self) -> bool {
+        false
+    }
+    fn accepts_providers(&self) -> bool {
+        true
+    }
+    fn max_value_len(&self) -> usize {
+        0
+    }
+    fn validate(&self, _: &str, _: &[u8], _: u64) -> Result<Validated, RecordError> {
+        Err(RecordError::RecordsNotAllowed("geo".into()))
+    }
+    fn check_provider_key(&self, rest: &str) -> Result<(), RecordError> {
+        if is_geohash(rest) {
+            Ok(())
+        } else {
+            Err(RecordError::Invalid(format!("'{rest}' is not a geohash")))
+        }
+    }
+}
+
+/// Whether `rest` is a geohash of 1 to 12 characters.
+pub fn is_geohash(rest: &str) -> bool {
+    (1..=12).contains(&rest.len())
+        && rest
+            .bytes()
+            .all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b))
+}
+
 struct DhtNs;
 impl Validator for DhtNs {
     fn namespace(&self) -> &'static str {
@@ -210,6 +250,11 @@ mod tests {
             Err(RecordError::UnknownNamespace(_))
         ));
         assert!(reg.check_provider(&key).is_err());
+        assert!(reg.check_provider(b"/leafnet/geo/u33db").is_ok());
+        assert!(
+            reg.check_provider(b"/leafnet/geo/aaaa").is_err(),
+            "a is not a geohash digit"
+        );
     }
 
     #[test]

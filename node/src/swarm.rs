@@ -48,6 +48,18 @@ const ADDR_BOOK_MAX: usize = 4096;
 /// A request to the actor.
 #[derive(Debug)]
 pub enum Command {
+    HostInfo(oneshot::Sender<crate::near::HostInfo>),
+    Host {
+        signed: leafnet_profile::SignedProfile,
+        reply: oneshot::Sender<Result<model::Published, String>>,
+    },
+    Near {
+        centre: leafnet_geo::Location,
+        radius_m: u32,
+        filter: leafnet_geo::protocol::Filter,
+        limit: usize,
+        reply: oneshot::Sender<Result<crate::near::NearOutcome, String>>,
+    },
     Status(oneshot::Sender<model::Status>),
     Peers(oneshot::Sender<Vec<model::Peer>>),
     Provide {
@@ -71,13 +83,13 @@ pub enum Command {
 
 type ProvideReply = oneshot::Sender<Result<model::Provided, String>>;
 
-struct Conn {
+pub(crate) struct Conn {
     id: ConnectionId,
     addr: Multiaddr,
     inbound: bool,
 }
 
-struct ProvidersQuery {
+pub(crate) struct ProvidersQuery {
     started: Instant,
     key: DhtKey,
     limit: usize,
@@ -85,7 +97,7 @@ struct ProvidersQuery {
     reply: oneshot::Sender<Result<model::Providers, String>>,
 }
 
-struct GetQuery {
+pub(crate) struct GetQuery {
     started: Instant,
     key: DhtKey,
     valid: usize,
@@ -94,27 +106,41 @@ struct GetQuery {
 }
 
 pub(crate) struct Actor {
-    pub swarm: Swarm<Behaviour>,
-    pub cfg: Valid,
-    pub key: Keypair,
-    pub registry: Registry,
-    pub metrics: Metrics,
-    pub commands: mpsc::Receiver<Command>,
-    pub shutdown: watch::Receiver<bool>,
-    started: Instant,
-    scores: PeerScores,
-    conns: HashMap<PeerId, Vec<Conn>>,
-    rtts: HashMap<(PeerId, ConnectionId), Duration>,
-    agents: HashMap<PeerId, String>,
-    addr_book: HashMap<PeerId, Vec<Multiaddr>>,
-    provide_q: HashMap<QueryId, (Instant, DhtKey, ProvideReply)>,
-    providers_q: HashMap<QueryId, ProvidersQuery>,
-    get_q: HashMap<QueryId, GetQuery>,
-    dial_q: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
-    bootstrapped: bool,
-    node_record_seq: u64,
-    node_record_due: Option<Instant>,
-    flushing: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) swarm: Swarm<Behaviour>,
+    pub(crate) cfg: Valid,
+    pub(crate) key: Keypair,
+    pub(crate) registry: Registry,
+    pub(crate) metrics: Metrics,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) started: Instant,
+    pub(crate) scores: PeerScores,
+    pub(crate) conns: HashMap<PeerId, Vec<Conn>>,
+    pub(crate) rtts: HashMap<(PeerId, ConnectionId), Duration>,
+    pub(crate) agents: HashMap<PeerId, String>,
+    pub(crate) addr_book: HashMap<PeerId, Vec<Multiaddr>>,
+    pub(crate) provide_q: HashMap<QueryId, (Instant, DhtKey, ProvideReply)>,
+    pub(crate) providers_q: HashMap<QueryId, ProvidersQuery>,
+    pub(crate) get_q: HashMap<QueryId, GetQuery>,
+    pub(crate) dial_q: HashMap<ConnectionId, oneshot::Sender<Result<(), String>>>,
+    pub(crate) bootstrapped: bool,
+    pub(crate) node_record_seq: u64,
+    pub(crate) node_record_due: Option<Instant>,
+    pub(crate) flushing: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) account: ed25519_dalek::SigningKey,
+    pub(crate) location: Option<leafnet_geo::Location>,
+    pub(crate) max_hosted: usize,
+    pub(crate) hosted: HashMap<[u8; 32], leafnet_profile::SignedProfile>,
+    pub(crate) cells: HashMap<String, usize>,
+    pub(crate) near_q: HashMap<u64, crate::near::NearQuery>,
+    pub(crate) cell_q: HashMap<QueryId, u64>,
+    pub(crate) geo_out: HashMap<
+        libp2p::request_response::OutboundRequestId,
+        (u64, PeerId, leafnet_geo::protocol::Request),
+    >,
+    pub(crate) put_q: HashMap<QueryId, crate::near::PutWait>,
+    pub(crate) next_near: u64,
+    pub(crate) profiles_due: Option<Instant>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -165,15 +191,33 @@ fn reason_label(e: &RecordError) -> &'static str {
 }
 
 impl Actor {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         cfg: Valid,
         key: Keypair,
+        account: ed25519_dalek::SigningKey,
+        hosted: Vec<leafnet_profile::SignedProfile>,
         metrics: Metrics,
         commands: mpsc::Receiver<Command>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let location = cfg
+            .location
+            .and_then(|(lat, lon)| leafnet_geo::Location::from_degrees(lat, lon).ok());
+        let max_hosted = cfg.max_hosted_profiles as usize;
         let mut a = Self {
+            account,
+            location,
+            max_hosted,
+            hosted: hosted.into_iter().map(|s| (s.profile.account, s)).collect(),
+            cells: HashMap::new(),
+            near_q: HashMap::new(),
+            cell_q: HashMap::new(),
+            geo_out: HashMap::new(),
+            put_q: HashMap::new(),
+            next_near: 0,
+            profiles_due: None,
             swarm,
             cfg,
             key,
@@ -200,6 +244,15 @@ impl Actor {
             a.swarm.add_external_address(a_);
         }
         a.update_kad_mode();
+        a.announce_own_location();
+        let locs: Vec<_> = a
+            .hosted
+            .values()
+            .filter_map(|s| s.profile.location)
+            .collect();
+        for l in locs {
+            a.add_cells(l);
+        }
         a
     }
 
@@ -287,6 +340,9 @@ impl Actor {
         }
         if self.node_record_due.is_some_and(|t| t <= now) {
             self.publish_node_record();
+        }
+        if self.profiles_due.is_some_and(|t| t <= now) {
+            self.republish_profiles();
         }
     }
 
@@ -426,6 +482,17 @@ impl Actor {
                     },
                 );
             }
+            Command::HostInfo(reply) => {
+                let _ = reply.send(self.host_info());
+            }
+            Command::Host { signed, reply } => self.host(signed, reply),
+            Command::Near {
+                centre,
+                radius_m,
+                filter,
+                limit,
+                reply,
+            } => self.near(centre, radius_m, filter, limit, reply),
             Command::Dial { addr, reply } => {
                 let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
                 let id = opts.connection_id();
@@ -460,6 +527,9 @@ impl Actor {
             .map(|b| b.num_entries())
             .sum();
         model::Status {
+            account_id: hex::encode(self.account.verifying_key().to_bytes()),
+            location: self.location.map(|l| [l.lat(), l.lon()]),
+            hosted_profiles: self.hosted.len(),
             version: env!("CARGO_PKG_VERSION").into(),
             network: self.cfg.network.clone(),
             peer_id: self.swarm.local_peer_id().to_string(),
@@ -476,6 +546,7 @@ impl Actor {
             },
             connected_peers: self.swarm.connected_peers().count(),
             routing_table_size,
+            kad_queries_in_flight: self.swarm.behaviour_mut().kad.iter_queries().count(),
             banned_peers: self.scores.banned(Instant::now()),
             storage,
             uptime_secs: self.started.elapsed().as_secs(),
@@ -512,7 +583,7 @@ impl Actor {
         out
     }
 
-    fn report(&mut self, peer: PeerId, action: PeerAction, why: &RecordError) {
+    pub(crate) fn report(&mut self, peer: PeerId, action: PeerAction, why: &RecordError) {
         tracing::debug!(%peer, ?action, reason = %why, "peer misbehaved");
         if self.scores.report(peer, action, Instant::now()) {
             tracing::warn!(%peer, reason = %why, "banning peer");
@@ -536,6 +607,7 @@ impl Actor {
                 self.metrics.libp2p.record(&e);
                 self.on_identify(e);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Geo(e)) => self.on_geo(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 self.metrics.libp2p.record(&e);
                 let ping::Event {
@@ -730,6 +802,16 @@ impl Actor {
                     }));
                 }
             }
+            QueryResult::GetProviders(r) if self.cell_q.contains_key(&id) => {
+                let found = match r {
+                    Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                        providers.into_iter().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                self.on_cell_providers(id, found, last);
+            }
+            QueryResult::PutRecord(r) => self.on_put_result(id, r.is_ok()),
             QueryResult::GetProviders(r) => {
                 let Some(q) = self.providers_q.get_mut(&id) else {
                     return;
@@ -829,6 +911,10 @@ fn record_reply(
                 "agent": r.agent,
                 "addrs": r.multiaddrs().iter().map(ToString::to_string).collect::<Vec<_>>(),
             }),
+            Err(e) => return Err(e.to_string()),
+        },
+        "profile" => match leafnet_profile::SignedProfile::open(&bytes, now_ms()) {
+            Ok(p) => serde_json::to_value(model::Profile::from(&p.profile)).unwrap_or_default(),
             Err(e) => return Err(e.to_string()),
         },
         _ => serde_json::json!({ "bytes": hex::encode(&bytes) }),

@@ -1,6 +1,7 @@
 //! Transports, chosen at run time from the config and built into one boxed transport: the
 //! "swappable transport". Each transport is one module with one `build` function; adding one
-//! touches only this file's [`build`] and the config's list of names.
+//! touches only this file's [`build`] and the config's list of names. DNS resolution wraps the
+//! combination once (see [`build`]); a transport module must not add its own.
 
 mod memory;
 mod quic;
@@ -10,6 +11,7 @@ mod websocket;
 use libp2p::{
     PeerId,
     core::{muxing::StreamMuxerBox, transport::Boxed},
+    dns,
     identity::Keypair,
 };
 
@@ -43,8 +45,11 @@ pub fn build(key: &Keypair, sel: Selection) -> Result<BoxedTransport, BoxErr> {
     if sel.memory {
         parts.push(memory::build(key)?);
     }
-    parts
+    let combined = parts
         .into_iter()
         .reduce(|a, b| a.or_transport(b).map(|e, _| e.into_inner()).boxed())
-        .ok_or_else(|| "no transport enabled".into())
+        .ok_or("no transport enabled")?;
+    // One DNS layer over all of them. A DNS layer claims every address it is given (and fails
+    // only later), so one per transport would let the first transport take every dial.
+    Ok(dns::tokio::Transport::system(combined)?.boxed())
 }

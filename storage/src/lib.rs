@@ -19,6 +19,7 @@
 )]
 
 pub mod kad;
+pub mod profiles;
 
 use std::{
     path::{Path, PathBuf},
@@ -136,6 +137,7 @@ impl Database {
                 }
             }
             kad::create_tables(&tx)?;
+            profiles::create_tables(&tx)?;
         }
         tx.commit()?;
         Ok(())

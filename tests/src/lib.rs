@@ -57,9 +57,12 @@ pub async fn start_mem_node_with(
     keypair: Keypair,
     dir: tempfile::TempDir,
 ) -> anyhow::Result<TestNode> {
+    // The account key lives in the temp dir, as in a real data dir, so a restart keeps it.
+    let account = leafnet_node::datadir::DataDir::new(dir.path()).load_or_create_account()?;
     let node = Node::start(NodeOptions {
         config,
         keypair: keypair.clone(),
+        account,
         db_path: dir.path().join("leafnet.redb"),
         api: None,
     })

@@ -98,3 +98,126 @@ mod tests {
         assert!(glob_match("taxi*", "Taxi 42"));
     }
 }
+
+/// Whether `p` matches a query, and at what distance (metres).
+pub fn matches(
+    p: &leafnet_profile::Profile,
+    centre: Location,
+    radius_m: u32,
+    f: &Filter,
+) -> Option<f64> {
+    let loc = p.location?;
+    let d = crate::distance_m(centre, loc);
+    if d > f64::from(radius_m) {
+        return None;
+    }
+    if f.kind.as_deref().is_some_and(|k| k != p.kind.as_str()) {
+        return None;
+    }
+    if f.service.as_ref().is_some_and(|s| !p.services.contains(s)) {
+        return None;
+    }
+    if f.name.as_ref().is_some_and(|g| !glob_match(g, &p.name)) {
+        return None;
+    }
+    Some(d)
+}
+
+/// Orders matches nearest first; equal distances by account id, so every node sorts alike.
+pub fn order(a: (f64, &[u8; 32]), b: (f64, &[u8; 32])) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1))
+}
+
+/// The host's side: the matching hosted profiles, nearest first, one page of them.
+pub fn select<'a>(
+    hosted: impl Iterator<Item = &'a leafnet_profile::SignedProfile>,
+    req: &Request,
+    node_location: Option<Location>,
+) -> Response {
+    let mut hits: Vec<(f64, &leafnet_profile::SignedProfile)> = hosted
+        .filter_map(|s| matches(&s.profile, req.centre, req.radius_m, &req.filter).map(|d| (d, s)))
+        .collect();
+    hits.sort_by(|a, b| order((a.0, &a.1.profile.account), (b.0, &b.1.profile.account)));
+    let total = u32::try_from(hits.len()).unwrap_or(u32::MAX);
+    let limit = req.limit.min(MAX_PAGE) as usize;
+    let profiles = hits
+        .into_iter()
+        .skip(req.offset as usize)
+        .take(limit)
+        .map(|(_, s)| serde_bytes::ByteBuf::from(s.bytes.clone()))
+        .collect();
+    Response {
+        node_location,
+        profiles,
+        total,
+    }
+}
+
+#[cfg(test)]
+mod select_tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use leafnet_profile::{Kind, Profile, SignedProfile};
+
+    fn prof(seed: u8, lat: f64, lon: f64, name: &str) -> SignedProfile {
+        let k = SigningKey::from_bytes(&[seed; 32]);
+        Profile {
+            account: k.verifying_key().to_bytes(),
+            kind: Kind::Person,
+            name: name.into(),
+            location: Some(Location::from_degrees(lat, lon).unwrap()),
+            services: vec!["chat".into()],
+            extra: vec![],
+            host: libp2p_peer_bytes(),
+            host_addrs: vec![],
+            seq: 1,
+            expires_at_ms: u64::MAX / 2,
+        }
+        .seal(&k)
+    }
+
+    fn libp2p_peer_bytes() -> Vec<u8> {
+        // identity multihash of an ed25519 key: a valid peer id without pulling libp2p here
+        let mut v = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+        v.extend_from_slice(&[9; 32]);
+        v
+    }
+
+    #[test]
+    fn select_filters_sorts_and_pages() {
+        let c = Location::from_degrees(0.0, 0.0).unwrap();
+        let ps = [
+            prof(1, 0.0, 0.02, "Bob"),
+            prof(2, 0.0, 0.01, "Alice"),
+            prof(3, 0.0, 1.0, "Far"),
+        ];
+        let mut req = Request {
+            centre: c,
+            radius_m: 5_000,
+            filter: Filter::default(),
+            offset: 0,
+            limit: 10,
+        };
+        let r = select(ps.iter(), &req, None);
+        assert_eq!(r.total, 2);
+        assert_eq!(
+            r.profiles[0].as_ref(),
+            ps[1].bytes.as_slice(),
+            "nearest first"
+        );
+        req.limit = 1;
+        req.offset = 1;
+        let r = select(ps.iter(), &req, None);
+        assert_eq!((r.total, r.profiles.len()), (2, 1));
+        assert_eq!(r.profiles[0].as_ref(), ps[0].bytes.as_slice());
+        req.offset = 0;
+        req.limit = 10;
+        req.filter.name = Some("al*".into());
+        assert_eq!(select(ps.iter(), &req, None).total, 1);
+        req.filter = Filter {
+            kind: Some("object".into()),
+            ..Filter::default()
+        };
+        assert_eq!(select(ps.iter(), &req, None).total, 0);
+    }
+}

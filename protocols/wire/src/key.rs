@@ -132,6 +132,10 @@ pub trait Validator: Send + Sync + 'static {
     fn max_value_len(&self) -> usize;
     /// Checks a value for the key remainder `rest` at wall-clock `now_ms`.
     fn validate(&self, rest: &str, value: &[u8], now_ms: u64) -> Result<Validated, RecordError>;
+    /// Checks the key remainder of a provider record (e.g. that it is a geohash).
+    fn check_provider_key(&self, _rest: &str) -> Result<(), RecordError> {
+        Ok(())
+    }
     /// Checks a valid update against the valid stored record (beyond the higher `seq`), e.g.
     /// fields fixed at creation. Both were validated before.
     fn check_update(
@@ -186,6 +190,7 @@ impl Registry {
         if !v.accepts_providers() {
             return Err(RecordError::ProvidersNotAllowed(key.namespace));
         }
+        v.check_provider_key(&key.rest)?;
         Ok(key)
     }
 

@@ -1,1 +1,446 @@
-fn main() {}
+//! `leafnet-bench`: the foundation benchmarks.
+//!
+//! ```text
+//! cargo build --release -p leafnet-node --bin leafnet
+//! cargo run --release -p leafnet-tests --bin leafnet-bench -- [all|dht|start|rss] [--json-out FILE]
+//! ```
+//!
+//! - `dht` (in process, memory transport): provider announce and lookup latency in a 100-node
+//!   leafnet swarm, next to a bare rust-libp2p Kademlia swarm (MemoryStore, leafnet's
+//!   `kad_config`) measured in the same run, one swarm after the other; plus a store
+//!   micro-benchmark (redb `Store` against `MemoryStore`) to explain the difference.
+//! - `start` (real processes, loopback): cold start of the `leafnet` binary to listening and to
+//!   bootstrapped, against the spawn-to-exit time of `leafnet --version`.
+//! - `rss` (real processes, loopback): idle RSS of one node, and per node in a 20-node swarm.
+//!
+//! Every machine-dependent figure is printed with the baseline measured in the same run and the
+//! ratio, and the load average (`/proc/loadavg`) is recorded next to every section. The human
+//! table goes to stdout, followed by one JSON document (or the JSON goes to `--json-out`).
+//! Progress goes to stderr.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "bench/bare.rs"]
+mod bare;
+#[path = "bench/dht.rs"]
+mod dht;
+#[path = "bench/procs.rs"]
+mod procs;
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    All,
+    Dht,
+    Start,
+    Rss,
+}
+
+/// leafnet foundation benchmarks (see BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(name = "leafnet-bench")]
+struct Args {
+    /// Which benchmark to run.
+    #[arg(value_enum, default_value = "all")]
+    which: Which,
+    /// Write the JSON document to this file instead of stdout.
+    #[arg(long)]
+    json_out: Option<PathBuf>,
+    /// dht: nodes per swarm.
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// dht: measured keys (each provided once and looked up once).
+    #[arg(long, default_value_t = 100)]
+    keys: usize,
+    /// dht: warm-up keys per swarm, not measured.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// dht: seed of the choice of provider and looker nodes (the same for both swarms).
+    #[arg(long, default_value_t = 0x1eaf_2024)]
+    seed: u64,
+    /// dht: run the bare swarm first in the first round.
+    #[arg(long)]
+    bare_first: bool,
+    /// dht: rounds (each: both swarms one after the other; the order alternates per round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// start: repetitions of each measurement.
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// rss: nodes in the local swarm.
+    #[arg(long, default_value_t = 20)]
+    swarm_nodes: usize,
+    /// rss: bootstrap from node 0's TCP address instead of its QUIC address.
+    #[arg(long)]
+    boot_tcp: bool,
+    /// The `leafnet` binary (default: $LEAFNET_BIN, else next to this executable).
+    #[arg(long)]
+    leafnet_bin: Option<PathBuf>,
+}
+
+/// Summary of latency samples (milliseconds unless said otherwise).
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Summary {
+    n: usize,
+    p50: f64,
+    p99: f64,
+    mean: f64,
+    min: f64,
+    max: f64,
+}
+
+fn summarize(samples: &[f64]) -> Summary {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    let mean = if n == 0 {
+        f64::NAN
+    } else {
+        s.iter().sum::<f64>() / n as f64
+    };
+    Summary {
+        n,
+        p50: leafnet_tests::percentile(&s, 50.0),
+        p99: leafnet_tests::percentile(&s, 99.0),
+        mean,
+        min: s.first().copied().unwrap_or(f64::NAN),
+        max: s.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+/// One line of the result table.
+#[derive(Debug, Clone, Serialize)]
+struct Figure {
+    section: &'static str,
+    name: String,
+    unit: &'static str,
+    value: f64,
+    /// The reference measured in the same run, and what it is.
+    baseline: Option<f64>,
+    baseline_of: Option<String>,
+    /// value / baseline.
+    ratio: Option<f64>,
+    /// e.g. "ratio <= 1.5".
+    target: Option<String>,
+    met: Option<bool>,
+    /// /proc/loadavg (1, 5, 15 min) when the section ended.
+    loadavg: [f64; 3],
+}
+
+impl Figure {
+    fn new(section: &'static str, name: impl Into<String>, unit: &'static str, value: f64) -> Self {
+        Self {
+            section,
+            name: name.into(),
+            unit,
+            value,
+            baseline: None,
+            baseline_of: None,
+            ratio: None,
+            target: None,
+            met: None,
+            loadavg: [f64::NAN; 3],
+        }
+    }
+
+    fn baseline(mut self, of: impl Into<String>, b: f64) -> Self {
+        self.baseline = Some(b);
+        self.baseline_of = Some(of.into());
+        self.ratio = Some(self.value / b);
+        self
+    }
+
+    /// Target: ratio at most `max`.
+    fn ratio_at_most(mut self, max: f64) -> Self {
+        self.target = Some(format!("ratio <= {max}"));
+        self.met = self.ratio.map(|r| r <= max);
+        self
+    }
+}
+
+/// What one section produced.
+#[derive(Debug, Default)]
+struct Section {
+    figures: Vec<Figure>,
+    details: serde_json::Value,
+}
+
+fn loadavg() -> [f64; 3] {
+    let s = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = s.split_whitespace().map(|x| x.parse().unwrap_or(f64::NAN));
+    [
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+        it.next().unwrap_or(f64::NAN),
+    ]
+}
+
+/// UTC date and time from the system clock, ISO 8601.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok());
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "cpu_model": model,
+        "mem_total_kib": mem_kib,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_owned()),
+    })
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn print_table(figs: &[Figure]) {
+    let header = [
+        "section", "figure", "value", "baseline", "ratio", "target", "met", "load1",
+    ];
+    let rows: Vec<[String; 8]> = figs
+        .iter()
+        .map(|f| {
+            [
+                f.section.to_owned(),
+                f.name.clone(),
+                format!("{} {}", fmt_num(f.value), f.unit),
+                match (&f.baseline, &f.baseline_of) {
+                    (Some(b), Some(of)) => format!("{} ({of})", fmt_num(*b)),
+                    _ => "-".into(),
+                },
+                f.ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+                f.target.clone().unwrap_or_else(|| "-".into()),
+                match f.met {
+                    Some(true) => "yes".into(),
+                    Some(false) => "NO".into(),
+                    None => "-".into(),
+                },
+                format!("{:.2}", f.loadavg[0]),
+            ]
+        })
+        .collect();
+    let mut w = header.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("| {} |", parts.join(" | "));
+    };
+    line(&header.map(str::to_owned));
+    println!(
+        "|{}|",
+        w.iter()
+            .map(|n| "-".repeat(n + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for r in &rows {
+        line(r);
+    }
+}
+
+/// The `leafnet` binary: `--leafnet-bin`, `$LEAFNET_BIN`, next to this executable (bench bins
+/// live in `target/<profile>/`, as does `leafnet`), else the test helper's guess.
+fn leafnet_bin(args: &Args) -> PathBuf {
+    if let Some(p) = &args.leafnet_bin {
+        return p.clone();
+    }
+    if let Some(p) = std::env::var_os("LEAFNET_BIN") {
+        return p.into();
+    }
+    if let Some(p) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("leafnet")))
+        .filter(|p| p.exists())
+    {
+        return p;
+    }
+    leafnet_tests::proc::leafnet_bin()
+}
+
+async fn run_section<F, Fut>(name: &'static str, f: F) -> (Section, serde_json::Value)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = anyhow::Result<Section>>,
+{
+    let before = loadavg();
+    let started = std::time::Instant::now();
+    eprintln!("== {name} (load {before:?})");
+    let r = f().await;
+    let after = loadavg();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!("== {name} done in {secs:.1} s (load {after:?})");
+    match r {
+        Ok(mut s) => {
+            for f in &mut s.figures {
+                f.loadavg = after;
+            }
+            let meta = serde_json::json!({
+                "ok": true, "loadavg_before": before, "loadavg_after": after, "seconds": secs,
+                "details": s.details,
+            });
+            (s, meta)
+        }
+        Err(e) => {
+            eprintln!("== {name} FAILED: {e:#}");
+            let meta = serde_json::json!({
+                "ok": false, "error": format!("{e:#}"), "loadavg_before": before,
+                "loadavg_after": after, "seconds": secs,
+            });
+            (Section::default(), meta)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let date = utc_now();
+    let load_start = loadavg();
+    let bin = leafnet_bin(&args);
+    let run_all = args.which == Which::All;
+    let mut figures = Vec::new();
+    let mut sections = serde_json::Map::new();
+    let mut ok = true;
+
+    if run_all || args.which == Which::Dht {
+        let opts = dht::Opts {
+            nodes: args.nodes,
+            keys: args.keys,
+            warmup: args.warmup,
+            seed: args.seed,
+            bare_first: args.bare_first,
+            rounds: args.rounds,
+        };
+        let (s, meta) = run_section("dht", || dht::run(opts)).await;
+        ok &= meta["ok"] == true;
+        figures.extend(s.figures);
+        sections.insert("dht".into(), meta);
+    }
+    if run_all || args.which == Which::Start {
+        let (s, meta) = run_section("start", || procs::start(&bin, args.reps)).await;
+        ok &= meta["ok"] == true;
+        figures.extend(s.figures);
+        sections.insert("start".into(), meta);
+    }
+    if run_all || args.which == Which::Rss {
+        let (s, meta) =
+            run_section("rss", || procs::rss(&bin, args.swarm_nodes, args.boot_tcp)).await;
+        ok &= meta["ok"] == true;
+        figures.extend(s.figures);
+        sections.insert("rss".into(), meta);
+    }
+
+    let bin_meta = std::fs::metadata(&bin).ok();
+    let doc = serde_json::json!({
+        "bench": "leafnet-bench",
+        "version": env!("CARGO_PKG_VERSION"),
+        "date_utc": date,
+        "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "command": std::env::args().collect::<Vec<_>>(),
+        "machine": machine(),
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+        "leafnet_bin": {
+            "path": bin.display().to_string(),
+            "bytes": bin_meta.as_ref().map(std::fs::Metadata::len),
+            "modified_unix": bin_meta.and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+        },
+        "params": {
+            "which": format!("{:?}", args.which).to_lowercase(),
+            "nodes": args.nodes, "keys": args.keys, "warmup": args.warmup, "seed": args.seed,
+            "bare_first": args.bare_first, "rounds": args.rounds, "reps": args.reps, "swarm_nodes": args.swarm_nodes, "boot_tcp": args.boot_tcp,
+        },
+        "figures": figures,
+        "sections": sections,
+        "ok": ok,
+    });
+
+    println!(
+        "leafnet-bench {date}  load at start {:.2} {:.2} {:.2}, at end {:.2} {:.2} {:.2}",
+        load_start[0],
+        load_start[1],
+        load_start[2],
+        doc["loadavg_end"][0].as_f64().unwrap_or(f64::NAN),
+        doc["loadavg_end"][1].as_f64().unwrap_or(f64::NAN),
+        doc["loadavg_end"][2].as_f64().unwrap_or(f64::NAN),
+    );
+    print_table(&figures);
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    match &args.json_out {
+        Some(p) => {
+            if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::create_dir_all(d);
+            }
+            if let Err(e) = std::fs::write(p, text + "\n") {
+                eprintln!("cannot write {}: {e}", p.display());
+                return std::process::ExitCode::from(1);
+            }
+            println!("JSON written to {}", p.display());
+        }
+        None => println!("{text}"),
+    }
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
+}
