@@ -197,6 +197,7 @@ impl Ctx {
             precision: out.precision,
             cells: out.cells,
             nodes_contacted: out.contacted,
+            nodes_failed: out.failed.iter().map(ToString::to_string).collect(),
             results: out
                 .profiles
                 .iter()

@@ -105,6 +105,9 @@ impl Node {
         store_cfg.max_provider_keys = cfg.kad.max_records as usize;
         store_cfg.max_providers_per_key = cfg.kad.max_providers_per_key as usize;
         store_cfg.max_provided_keys = cfg.kad.max_provided_keys as usize;
+        // A coarse geo cell (precision 1 is 5,000 km wide) has many hosting nodes; libp2p's
+        // default of k providers per key would silently drop some of them from queries.
+        store_cfg.provider_caps = vec![(b"/leafnet/geo/".to_vec(), near::GEO_PROVIDERS_PER_KEY)];
         let store = Store::new(db, peer_id, store_cfg)?;
         let mut registry = prometheus_client::registry::Registry::default();
         let sel = transport::Selection {

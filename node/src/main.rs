@@ -3,7 +3,21 @@
 //!
 //! Errors print as one line on stderr; the exit code is 1, or 2 when no node is running.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stderr)]
+
+/// `println!` that ends the program quietly when stdout is closed (`leafnet status | head`)
+/// instead of panicking, as a Unix tool should.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -269,7 +283,7 @@ fn effective(dd: &DataDir, flags: &Flags) -> anyhow::Result<Config> {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -283,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&cfg)
             } else {
-                print!("{}", toml::to_string_pretty(&cfg)?);
+                outln!("{}", toml::to_string_pretty(&cfg)?.trim_end());
                 Ok(())
             }
         }
@@ -303,7 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&serde_json::json!({ "written": dd.config() }))
             } else {
-                println!("wrote {}", dd.config().display());
+                outln!("wrote {}", dd.config().display());
                 Ok(())
             }
         }
@@ -330,7 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&serde_json::json!({ "dialed": addr }))
             } else {
-                println!("connected to {addr}");
+                outln!("connected to {addr}");
                 Ok(())
             }
         }
@@ -341,7 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&r)
             } else {
-                println!(
+                outln!(
                     "providing {} ({} in {:.1} ms)",
                     r.key,
                     if r.announced {
@@ -364,14 +378,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&r)
             } else {
-                println!(
+                outln!(
                     "{} provider(s) of {} in {:.1} ms",
                     r.providers.len(),
                     r.key,
                     r.elapsed_ms
                 );
                 for p in &r.providers {
-                    println!("  {}  {}", p.peer_id, p.addrs.join(" "));
+                    outln!("  {}  {}", p.peer_id, p.addrs.join(" "));
                 }
                 Ok(())
             }
@@ -398,7 +412,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&r)
             } else {
-                println!(
+                outln!(
                     "published profile of {} (seq {}){}",
                     r.profile.account_id,
                     r.profile.seq,
@@ -448,7 +462,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&r)
             } else {
-                println!(
+                outln!(
                     "{} profile(s) within {} m of {},{} ({} cells, {} nodes asked, {:.1} ms)",
                     r.results.len(),
                     r.radius_m,
@@ -459,9 +473,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     r.elapsed_ms
                 );
                 for x in &r.results {
-                    println!(
+                    outln!(
                         "  {:>12.1} m  {}  {} ({})",
-                        x.distance_m, x.profile.account_id, x.profile.name, x.profile.kind
+                        x.distance_m,
+                        x.profile.account_id,
+                        x.profile.name,
+                        x.profile.kind
                     );
                 }
                 Ok(())
@@ -481,9 +498,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&r)
             } else {
-                println!(
+                outln!(
                     "hosting the profile of {} (seq {})",
-                    r.profile.account_id, r.profile.seq
+                    r.profile.account_id,
+                    r.profile.seq
                 );
                 Ok(())
             }
@@ -498,7 +516,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&r)
             } else {
-                println!(
+                outln!(
                     "{} node(s) within {} m ({} asked, {:.1} ms)",
                     r.results.len(),
                     r.radius_m,
@@ -506,9 +524,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     r.elapsed_ms
                 );
                 for n in &r.results {
-                    println!(
+                    outln!(
                         "  {:>12.1} m  {}  {:.6},{:.6}",
-                        n.distance_m, n.peer_id, n.location[0], n.location[1]
+                        n.distance_m,
+                        n.peer_id,
+                        n.location[0],
+                        n.location[1]
                     );
                 }
                 Ok(())
@@ -521,7 +542,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cli.json {
                 print_json(&r)
             } else {
-                println!(
+                outln!(
                     "{} seq {} ({:.1} ms)\n{}",
                     r.key,
                     r.seq,
@@ -590,31 +611,32 @@ async fn wait_for_signal() {
 }
 
 fn print_status(s: &model::Status) -> anyhow::Result<()> {
-    println!("peer id         {}", s.peer_id);
-    println!("account id      {}", s.account_id);
+    outln!("peer id         {}", s.peer_id);
+    outln!("account id      {}", s.account_id);
     if let Some([lat, lon]) = s.location {
-        println!("location        {lat:.6},{lon:.6}");
+        outln!("location        {lat:.6},{lon:.6}");
     }
-    println!("hosted profiles {}", s.hosted_profiles);
-    println!("network         {}", s.network);
-    println!("version         {}", s.version);
-    println!(
+    outln!("hosted profiles {}", s.hosted_profiles);
+    outln!("network         {}", s.network);
+    outln!("version         {}", s.version);
+    outln!(
         "reachability    {} (kademlia {})",
-        s.reachability, s.kad_mode
+        s.reachability,
+        s.kad_mode
     );
-    println!("connected peers {}", s.connected_peers);
-    println!("routing table   {} peers", s.routing_table_size);
-    println!("banned peers    {}", s.banned_peers);
-    println!("uptime          {} s", s.uptime_secs);
-    println!(
+    outln!("connected peers {}", s.connected_peers);
+    outln!("routing table   {} peers", s.routing_table_size);
+    outln!("banned peers    {}", s.banned_peers);
+    outln!("uptime          {} s", s.uptime_secs);
+    outln!(
         "listen          {}",
         s.listen_addrs.join("\n                ")
     );
-    println!(
+    outln!(
         "external        {}",
         s.external_addrs.join("\n                ")
     );
-    println!(
+    outln!(
         "storage         {} ({} bytes): {} records, {} provider keys, {} provided",
         s.storage.path,
         s.storage.file_bytes,
@@ -626,29 +648,36 @@ fn print_status(s: &model::Status) -> anyhow::Result<()> {
 }
 
 fn print_profile(p: &model::Profile) {
-    println!("account   {}", p.account_id);
-    println!("name      {} ({})", p.name, p.kind);
+    outln!("account   {}", p.account_id);
+    outln!("name      {} ({})", p.name, p.kind);
     if let Some([lat, lon]) = p.location {
-        println!("location  {lat:.6},{lon:.6}");
+        outln!("location  {lat:.6},{lon:.6}");
     }
-    println!("services  {}", p.services.join(", "));
+    outln!("services  {}", p.services.join(", "));
     for (k, v) in &p.extra {
-        println!("extra     {k}={v}");
+        outln!("extra     {k}={v}");
     }
-    println!("host      {} {}", p.host_peer_id, p.host_addrs.join(" "));
-    println!("seq       {} (expires at {} ms)", p.seq, p.expires_at_ms);
+    outln!("host      {} {}", p.host_peer_id, p.host_addrs.join(" "));
+    outln!("seq       {} (expires at {} ms)", p.seq, p.expires_at_ms);
 }
 
 fn print_peers(p: &[model::Peer]) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "{:<54} {:<9} {:<8} {:>9}  address",
-        "peer", "transport", "dir", "rtt ms"
+        "peer",
+        "transport",
+        "dir",
+        "rtt ms"
     );
     for x in p {
         let rtt = x.rtt_ms.map_or("-".into(), |r| format!("{r:.2}"));
-        println!(
+        outln!(
             "{:<54} {:<9} {:<8} {:>9}  {}",
-            x.peer_id, x.transport, x.direction, rtt, x.address
+            x.peer_id,
+            x.transport,
+            x.direction,
+            rtt,
+            x.address
         );
     }
     Ok(())

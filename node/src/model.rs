@@ -22,6 +22,8 @@ pub struct Status {
     pub routing_table_size: usize,
     /// Kademlia queries running now (lookups, announcements, republishing).
     pub kad_queries_in_flight: usize,
+    /// Geo cell announcements running or waiting to be retried.
+    pub announcements_pending: usize,
     pub banned_peers: usize,
     pub storage: Storage,
     pub uptime_secs: u64,
@@ -182,6 +184,8 @@ pub struct Near {
     pub precision: usize,
     pub cells: usize,
     pub nodes_contacted: usize,
+    /// Hosts that did not answer; their profiles are missing from `results`.
+    pub nodes_failed: Vec<String>,
     pub results: Vec<NearProfile>,
     pub elapsed_ms: f64,
 }

@@ -32,6 +32,10 @@ use crate::{
     swarm::{Actor, now_ms},
 };
 
+/// Providers stored per geo cell key (instead of k): every host of a coarse cell must be found.
+/// A GET_PROVIDERS answer then carries up to this many (about 25 KiB, under the 64 KiB packet
+/// limit). A cell with more hosting nodes than this loses the excess: see ARCHITECTURE.md.
+pub const GEO_PROVIDERS_PER_KEY: usize = 256;
 /// How long the owner's profile stays valid after each signing.
 pub const PROFILE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How often hosted profiles are put in the DHT again (and the owner's re-signed).
@@ -51,6 +55,8 @@ pub struct NearOutcome {
     pub precision: usize,
     pub cells: usize,
     pub contacted: usize,
+    /// Hosts whose answer never came (unreachable, timed out): their profiles are missing.
+    pub failed: Vec<PeerId>,
     pub profiles: Vec<(f64, SignedProfile)>,
     pub nodes: Vec<(PeerId, Location, f64)>,
 }
@@ -162,14 +168,64 @@ impl Actor {
         self.hosted.keys().filter(|k| **k != me).count()
     }
 
+    /// Announces one cell; a failed announcement is retried by [`Actor::retry_announcements`].
+    fn announce_cell(&mut self, cell: &str, attempt: u32) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(geo_key(cell))
+        {
+            Ok(qid) => {
+                self.announce_q.insert(qid, (cell.to_owned(), attempt));
+            }
+            Err(e) => tracing::warn!(%cell, error = ?e, "cannot announce geo cell"),
+        }
+    }
+
+    /// The outcome of a cell announcement: Kademlia gives up on a `start_providing` whose
+    /// lookup timed out without telling any peer, and would only try again at the next
+    /// provider republication (hours later), so the node retries with backoff.
+    pub(crate) fn on_announce_result(&mut self, qid: QueryId, ok: bool) -> bool {
+        let Some((cell, attempt)) = self.announce_q.remove(&qid) else {
+            return false;
+        };
+        if !ok && self.cells.contains_key(&cell) {
+            let backoff = Duration::from_secs(2u64.saturating_pow(attempt.min(5)));
+            tracing::debug!(%cell, attempt, ?backoff, "geo cell announcement failed; retrying");
+            self.announce_retry
+                .push((Instant::now() + backoff, cell, attempt + 1));
+        }
+        true
+    }
+
+    /// Re-announces cells whose announcement failed, once their backoff passed.
+    pub(crate) fn retry_announcements(&mut self, now: Instant) {
+        let due: Vec<(String, u32)> = self
+            .announce_retry
+            .iter()
+            .filter(|(t, _, _)| *t <= now)
+            .map(|(_, c, a)| (c.clone(), *a))
+            .collect();
+        self.announce_retry.retain(|(t, _, _)| *t > now);
+        for (cell, attempt) in due {
+            if self.cells.contains_key(&cell) {
+                self.announce_cell(&cell, attempt);
+            }
+        }
+    }
+
+    /// Cell announcements running or waiting for a retry.
+    pub(crate) fn announcements_pending(&self) -> usize {
+        self.announce_q.len() + self.announce_retry.len()
+    }
+
     pub(crate) fn add_cells(&mut self, loc: Location) {
         for c in leafnet_geo::cells(loc) {
             let n = self.cells.entry(c.clone()).or_insert(0);
             *n += 1;
-            if *n == 1
-                && let Err(e) = self.swarm.behaviour_mut().kad.start_providing(geo_key(&c))
-            {
-                tracing::warn!(cell = %c, error = ?e, "cannot announce geo cell");
+            if *n == 1 {
+                self.announce_cell(&c, 0);
             }
         }
     }

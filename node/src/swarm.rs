@@ -140,6 +140,10 @@ pub(crate) struct Actor {
     >,
     pub(crate) put_q: HashMap<QueryId, crate::near::PutWait>,
     pub(crate) next_near: u64,
+    /// Cell announcements in flight: query → (cell, attempt).
+    pub(crate) announce_q: HashMap<QueryId, (String, u32)>,
+    /// Failed cell announcements waiting for their retry.
+    pub(crate) announce_retry: Vec<(Instant, String, u32)>,
     pub(crate) profiles_due: Option<Instant>,
 }
 
@@ -217,6 +221,8 @@ impl Actor {
             geo_out: HashMap::new(),
             put_q: HashMap::new(),
             next_near: 0,
+            announce_q: HashMap::new(),
+            announce_retry: Vec::new(),
             profiles_due: None,
             swarm,
             cfg,
@@ -341,6 +347,7 @@ impl Actor {
         if self.node_record_due.is_some_and(|t| t <= now) {
             self.publish_node_record();
         }
+        self.retry_announcements(now);
         if self.profiles_due.is_some_and(|t| t <= now) {
             self.republish_profiles();
         }
@@ -547,6 +554,7 @@ impl Actor {
             connected_peers: self.swarm.connected_peers().count(),
             routing_table_size,
             kad_queries_in_flight: self.swarm.behaviour_mut().kad.iter_queries().count(),
+            announcements_pending: self.announcements_pending(),
             banned_peers: self.scores.banned(Instant::now()),
             storage,
             uptime_secs: self.started.elapsed().as_secs(),
@@ -792,6 +800,9 @@ impl Actor {
                     tracing::info!("bootstrapped");
                 }
                 self.bootstrapped = true;
+            }
+            QueryResult::StartProviding(r) if self.announce_q.contains_key(&id) => {
+                self.on_announce_result(id, r.is_ok());
             }
             QueryResult::StartProviding(r) => {
                 if let Some((t, key, reply)) = self.provide_q.remove(&id) {

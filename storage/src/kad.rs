@@ -67,6 +67,18 @@ pub struct Config {
     pub max_provider_keys: usize,
     pub max_providers_per_key: usize,
     pub max_provided_keys: usize,
+    /// Per-prefix overrides of `max_providers_per_key` (first match wins), for namespaces whose
+    /// keys are meant to have many providers (coarse geo cells).
+    pub provider_caps: Vec<(Vec<u8>, usize)>,
+}
+
+impl Config {
+    fn providers_cap(&self, key: &[u8]) -> usize {
+        self.provider_caps
+            .iter()
+            .find(|(p, _)| key.starts_with(p))
+            .map_or(self.max_providers_per_key, |(_, n)| *n)
+    }
 }
 
 impl Default for Config {
@@ -77,6 +89,7 @@ impl Default for Config {
             max_provider_keys: 65_536,
             max_providers_per_key: libp2p::kad::K_VALUE.get(),
             max_provided_keys: 4_096,
+            provider_caps: Vec::new(),
         }
     }
 }
@@ -319,7 +332,7 @@ impl Store {
                         outcome = Err(store::Error::MaxProvidedKeys);
                         return Ok(());
                     }
-                } else if count as usize >= self.config.max_providers_per_key {
+                } else if count as usize >= self.config.providers_cap(&key) {
                     // Full: drop silently, as MemoryStore does.
                     return Ok(());
                 }
@@ -594,6 +607,7 @@ mod tests {
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/7800".parse().unwrap();
         let cfg = Config {
             max_providers_per_key: 2,
+            provider_caps: vec![(b"/wide/".to_vec(), 3)],
             ..Config::default()
         };
         let others: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
@@ -642,6 +656,13 @@ mod tests {
         s.remove_provider(&key, &others[0]);
         s.remove_provider(&key, &others[1]);
         assert_eq!(s.stats().unwrap().provider_keys, 0);
+        // a prefix with its own cap
+        let wide = RecordKey::new(&"/wide/x");
+        for _ in 0..5 {
+            s.add_provider(ProviderRecord::new(wide.clone(), PeerId::random(), vec![]))
+                .unwrap();
+        }
+        assert_eq!(s.providers(&wide).len(), 3);
     }
 
     #[test]

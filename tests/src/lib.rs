@@ -83,11 +83,29 @@ pub async fn start_mem_node(bootstrap: &[Multiaddr]) -> anyhow::Result<TestNode>
 /// Starts `n` nodes: node 0 first, every other one bootstrapping from it. Returns once every
 /// node has a non-empty routing table, or fails after `timeout`.
 pub async fn start_mem_swarm(n: usize, timeout: Duration) -> anyhow::Result<Vec<TestNode>> {
-    let first = start_mem_node(&[]).await?;
+    start_mem_swarm_with(n, timeout, |_| {}).await
+}
+
+/// [`start_mem_swarm`] with every node's config adjusted by `tweak` (e.g. a smaller Kademlia
+/// replication factor, as rust-libp2p's own Kademlia tests use for small networks).
+pub async fn start_mem_swarm_with(
+    n: usize,
+    timeout: Duration,
+    tweak: impl Fn(&mut Valid),
+) -> anyhow::Result<Vec<TestNode>> {
+    let cfg = |boot: &[Multiaddr]| {
+        let mut c = mem_config(boot);
+        tweak(&mut c);
+        c
+    };
+    let first =
+        start_mem_node_with(cfg(&[]), Keypair::generate_ed25519(), tempfile::tempdir()?).await?;
     let boot = first.addr();
     let mut nodes = vec![first];
     for _ in 1..n {
-        nodes.push(start_mem_node(std::slice::from_ref(&boot)).await?);
+        let c = cfg(std::slice::from_ref(&boot));
+        nodes
+            .push(start_mem_node_with(c, Keypair::generate_ed25519(), tempfile::tempdir()?).await?);
     }
     wait_until(timeout, "every routing table is non-empty", || async {
         for t in &nodes {

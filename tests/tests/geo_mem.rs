@@ -7,7 +7,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use leafnet_geo::{Location, distance_m, protocol::Filter};
 use leafnet_profile::{Kind, Profile, SignedProfile};
-use leafnet_tests::{shutdown_all, start_mem_swarm, wait_until};
+use leafnet_tests::{shutdown_all, start_mem_swarm_with, wait_until};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -68,11 +68,31 @@ fn place(rng: &mut Rng, i: usize) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn radius_queries_match_brute_force() -> anyhow::Result<()> {
-    let nodes = start_mem_swarm(30, Duration::from_secs(60)).await?;
+    // The production replication factor (k = 20). With a small k the nodes that stored a
+    // provider record and the nodes a later lookup contacts can miss each other under load.
+    let nodes = start_mem_swarm_with(30, Duration::from_secs(60), |c| {
+        c.kad.query_timeout = Duration::from_secs(30)
+    })
+    .await?;
+    // Hosting starts once routing tables are complete, as in a settled network.
+    wait_until(
+        Duration::from_secs(60),
+        "routing tables complete",
+        || async {
+            for t in &nodes {
+                if t.node.status().await?.routing_table_size < 29 {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await?;
     let mut rng = Rng(0x5eed_1eaf_0000_0001);
     let exp = now_ms() + 3_600_000;
     let kinds = [Kind::Person, Kind::Object, Kind::Service];
     let mut all: Vec<Profile> = Vec::new();
+    let mut signed: Vec<(usize, SignedProfile)> = Vec::new();
     for i in 0..1000usize {
         let host = &nodes[i % nodes.len()];
         let mut seed = [0u8; 32];
@@ -95,9 +115,17 @@ async fn radius_queries_match_brute_force() -> anyhow::Result<()> {
             seq: 1,
             expires_at_ms: exp,
         };
-        let signed: SignedProfile = p.seal(&key);
-        host.node.profiles().host(signed).await?;
+        signed.push((i % nodes.len(), p.seal(&key)));
         all.push(p);
+    }
+    // Host them 50 at a time, as a profile server receives them.
+    for chunk in signed.chunks(50) {
+        let futs = chunk
+            .iter()
+            .map(|(n, s)| nodes[*n].node.profiles().host(s.clone()));
+        for r in futures::future::join_all(futs).await {
+            r?;
+        }
     }
     // Every announcement finished on every node.
     wait_until(
@@ -113,7 +141,6 @@ async fn radius_queries_match_brute_force() -> anyhow::Result<()> {
         },
     )
     .await?;
-
     let mut nonempty = 0;
     for q in 0..100usize {
         let (lat, lon) = if q % 2 == 0 {
@@ -160,11 +187,40 @@ async fn radius_queries_match_brute_force() -> anyhow::Result<()> {
             .iter()
             .map(|r| r.profile.account_id.clone())
             .collect();
-        assert_eq!(
-            got_ids, want_ids,
-            "query {q}: centre {lat},{lon} radius {radius_m} m filter {filter:?}: {} cells at precision {}",
-            got.cells, got.precision
-        );
+        if got_ids != want_ids {
+            // Say why: is each missing profile's cell in the cover, and who hosts it?
+            let (p, cover) = leafnet_geo::cover(centre, f64::from(radius_m));
+            let missing: Vec<String> = all
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| {
+                    let id = hex::encode(x.account);
+                    want_ids.contains(&id) && !got_ids.contains(&id)
+                })
+                .map(|(i, x)| {
+                    let cell = leafnet_geo::cell(x.location.unwrap(), p);
+                    format!(
+                        "#{i} host {} cell {cell} covered {}",
+                        i % nodes.len(),
+                        cover.contains(&cell)
+                    )
+                })
+                .collect();
+            let extra = got_ids.iter().filter(|g| !want_ids.contains(g)).count();
+            anyhow::bail!(
+                "query {q}: centre {lat},{lon} radius {radius_m} m filter {filter:?}: {} cells at \
+                 precision {}, {} nodes asked, failed {:?}; missing {missing:?}; {extra} unexpected; order \
+                 differs: {}",
+                got.cells,
+                got.precision,
+                got.nodes_contacted,
+                got.nodes_failed
+                    .iter()
+                    .map(|f| nodes.iter().position(|n| n.node.peer_id.to_string() == *f))
+                    .collect::<Vec<_>>(),
+                missing.is_empty() && extra == 0
+            );
+        }
         for (r, (d, _)) in got.results.iter().zip(&want) {
             assert!((r.distance_m - d).abs() < 1e-6);
             assert!(

@@ -56,6 +56,14 @@ struct Args {
     /// dht: measured keys (each provided once and looked up once).
     #[arg(long, default_value_t = 100)]
     keys: usize,
+    /// dht: Kademlia's periodic bootstrap interval in both swarms, seconds (leafnet's default
+    /// is 300); 0 keeps the test helper's config (30 s) and starts leafnet with
+    /// `start_mem_swarm` itself.
+    #[arg(long, default_value_t = 300)]
+    bootstrap_interval: u64,
+    /// dht: pause between two measured operations, milliseconds.
+    #[arg(long, default_value_t = 25)]
+    gap_ms: u64,
     /// dht: warm-up keys per swarm, not measured.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
@@ -65,6 +73,12 @@ struct Args {
     /// dht: run the bare swarm first in the first round.
     #[arg(long)]
     bare_first: bool,
+    /// dht: run only this swarm (for profiling; no ratios then).
+    #[arg(long, value_enum)]
+    only_swarm: Option<dht::Only>,
+    /// dht: after settling, sample the idle CPU for this many seconds (diagnostic).
+    #[arg(long, default_value_t = 0)]
+    idle_secs: u64,
     /// dht: rounds (each: both swarms one after the other; the order alternates per round).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -368,6 +382,11 @@ async fn main() -> std::process::ExitCode {
             seed: args.seed,
             bare_first: args.bare_first,
             rounds: args.rounds,
+            only: args.only_swarm,
+            idle_secs: args.idle_secs,
+            bootstrap_interval: (args.bootstrap_interval > 0)
+                .then(|| std::time::Duration::from_secs(args.bootstrap_interval)),
+            gap: std::time::Duration::from_millis(args.gap_ms),
         };
         let (s, meta) = run_section("dht", || dht::run(opts)).await;
         ok &= meta["ok"] == true;
@@ -406,7 +425,7 @@ async fn main() -> std::process::ExitCode {
         },
         "params": {
             "which": format!("{:?}", args.which).to_lowercase(),
-            "nodes": args.nodes, "keys": args.keys, "warmup": args.warmup, "seed": args.seed,
+            "nodes": args.nodes, "keys": args.keys, "bootstrap_interval_s": args.bootstrap_interval, "gap_ms": args.gap_ms, "warmup": args.warmup, "seed": args.seed,
             "bare_first": args.bare_first, "rounds": args.rounds, "reps": args.reps, "swarm_nodes": args.swarm_nodes, "boot_tcp": args.boot_tcp,
         },
         "figures": figures,

@@ -48,8 +48,8 @@ pub enum Cmd {
     /// `get_providers`, finished at the first non-empty `FoundProviders`; answers how many
     /// providers were found.
     Providers(RecordKey, oneshot::Sender<usize>),
-    /// The number of routing-table entries.
-    RoutingTable(oneshot::Sender<usize>),
+    /// Routing-table entries, connected peers, Kademlia queries in flight.
+    Snapshot(oneshot::Sender<[usize; 3]>),
 }
 
 /// A running bare node; dropping `tx` stops it.
@@ -150,14 +150,11 @@ async fn run(
                     let id = swarm.behaviour_mut().kad.get_providers(key);
                     providers_q.insert(id, tx);
                 }
-                Some(Cmd::RoutingTable(tx)) => {
-                    let n = swarm
-                        .behaviour_mut()
-                        .kad
-                        .kbuckets()
-                        .map(|b| b.num_entries())
-                        .sum();
-                    let _ = tx.send(n);
+                Some(Cmd::Snapshot(tx)) => {
+                    let kad = &mut swarm.behaviour_mut().kad;
+                    let rt = kad.kbuckets().map(|b| b.num_entries()).sum();
+                    let queries = kad.iter_queries().count();
+                    let _ = tx.send([rt, swarm.connected_peers().count(), queries]);
                 }
             },
         }

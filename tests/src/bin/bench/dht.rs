@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use leafnet_config::Valid;
 use leafnet_node::records::user_key;
-use leafnet_tests::{TestNode, mem_config, shutdown_all, start_mem_swarm};
+use leafnet_tests::{TestNode, mem_config, shutdown_all, start_mem_node_with, start_mem_swarm};
 use libp2p::{
     Multiaddr, PeerId,
     kad::{ProviderRecord, RecordKey, store::MemoryStore, store::RecordStore},
@@ -42,6 +42,62 @@ pub struct Opts {
     pub seed: u64,
     pub bare_first: bool,
     pub rounds: usize,
+    pub only: Option<Only>,
+    /// Seconds of idle CPU sampling after settling (diagnostic).
+    pub idle_secs: u64,
+    /// Kademlia's periodic bootstrap interval in both swarms; `None`: the test helper's
+    /// (`mem_config`, 30 s), with the leafnet swarm started by `start_mem_swarm` itself.
+    pub bootstrap_interval: Option<Duration>,
+    /// Pause between two measured operations.
+    pub gap: Duration,
+}
+
+/// The config of every node of both swarms: `mem_config`, with the periodic bootstrap
+/// interval replaced when asked.
+fn node_config(opts: &Opts, bootstrap: &[Multiaddr]) -> Valid {
+    let mut c = mem_config(bootstrap);
+    if let Some(i) = opts.bootstrap_interval {
+        c.kad.bootstrap_interval = i;
+    }
+    c
+}
+
+/// `start_mem_swarm` with [`node_config`]: node 0 first, every other node bootstrapping from
+/// it, until every routing table is non-empty.
+async fn start_leafnet(opts: &Opts, timeout: Duration) -> anyhow::Result<Vec<TestNode>> {
+    if opts.bootstrap_interval.is_none() {
+        return start_mem_swarm(opts.nodes, timeout).await;
+    }
+    let start = |boot: &[Multiaddr]| {
+        start_mem_node_with(
+            node_config(opts, boot),
+            libp2p::identity::Keypair::generate_ed25519(),
+            tempfile::tempdir().expect("temp dir"),
+        )
+    };
+    let first = start(&[]).await?;
+    let boot = first.addr();
+    let mut nodes = vec![first];
+    for _ in 1..opts.nodes {
+        nodes.push(start(std::slice::from_ref(&boot)).await?);
+    }
+    leafnet_tests::wait_until(timeout, "every routing table is non-empty", || async {
+        for t in &nodes {
+            if t.node.status().await?.routing_table_size == 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    Ok(nodes)
+}
+
+/// Run one swarm only (profiling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Only {
+    Leafnet,
+    Bare,
 }
 
 /// SplitMix64: a small deterministic generator (no `rand` dependency).
@@ -76,7 +132,8 @@ trait Driver {
     fn len(&self) -> usize;
     async fn provide(&self, node: usize, key: &str) -> anyhow::Result<Outcome>;
     async fn lookup(&self, node: usize, key: &str) -> anyhow::Result<Outcome>;
-    async fn routing_tables(&self) -> anyhow::Result<Vec<usize>>;
+    /// Per node: routing-table entries, connected peers, Kademlia queries in flight.
+    async fn snapshot(&self) -> anyhow::Result<Vec<[usize; 3]>>;
 }
 
 struct Leafnet(Vec<TestNode>);
@@ -102,10 +159,15 @@ impl Driver for Leafnet {
         })
     }
 
-    async fn routing_tables(&self) -> anyhow::Result<Vec<usize>> {
+    async fn snapshot(&self) -> anyhow::Result<Vec<[usize; 3]>> {
         let mut v = Vec::with_capacity(self.0.len());
         for t in &self.0 {
-            v.push(t.node.status().await?.routing_table_size);
+            let s = t.node.status().await?;
+            // Read through JSON: `kad_queries_in_flight` is a recent field of the status.
+            let q = serde_json::to_value(&s)?["kad_queries_in_flight"]
+                .as_u64()
+                .unwrap_or(0) as usize;
+            v.push([s.routing_table_size, s.connected_peers, q]);
         }
         Ok(v)
     }
@@ -165,10 +227,10 @@ impl Driver for Bare {
         })
     }
 
-    async fn routing_tables(&self) -> anyhow::Result<Vec<usize>> {
+    async fn snapshot(&self) -> anyhow::Result<Vec<[usize; 3]>> {
         let mut v = Vec::with_capacity(self.0.len());
         for i in 0..self.0.len() {
-            v.push(self.ask(i, bare::Cmd::RoutingTable).await?);
+            v.push(self.ask(i, bare::Cmd::Snapshot).await?);
         }
         Ok(v)
     }
@@ -184,7 +246,7 @@ async fn start_bare(cfg: &Valid, n: usize, timeout: Duration) -> anyhow::Result<
     let b = Bare(nodes);
     let deadline = Instant::now() + timeout;
     loop {
-        if b.routing_tables().await?.iter().all(|&s| s > 0) {
+        if b.snapshot().await?.iter().all(|s| s[0] > 0) {
             return Ok(b);
         }
         if Instant::now() >= deadline {
@@ -211,6 +273,21 @@ pub fn process_cpu_ms() -> f64 {
     (tick(14) + tick(15)) * 10.0
 }
 
+/// Profiling hook: with `LEAFNET_BENCH_PERF_CTL=<fifo>` (a `perf record --control
+/// fifo:<fifo> -D -1` control fifo), the measured workload alone is recorded.
+fn perf_ctl(cmd: &str) {
+    use std::io::Write as _;
+    if let Some(p) = std::env::var_os("LEAFNET_BENCH_PERF_CTL") {
+        let r = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .and_then(|mut f| f.write_all(format!("{cmd}\n").as_bytes()));
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "perf control fifo");
+        }
+    }
+}
+
 /// Waits until the swarm is quiet: the total routing-table size unchanged over the last second
 /// and the process using less than [`QUIET_CPU_MS`] of CPU in that second (at least 3 s, at
 /// most [`SETTLE_MAX`]). A fresh swarm runs a storm of automatic Kademlia bootstraps first.
@@ -229,7 +306,8 @@ async fn settle<D: Driver>(d: &D) -> anyhow::Result<serde_json::Value> {
         let used = (cpu - last_cpu) / last_t.elapsed().as_secs_f64();
         last_cpu = cpu;
         last_t = Instant::now();
-        let rt = d.routing_tables().await?;
+        let snap = d.snapshot().await?;
+        let rt: Vec<usize> = snap.iter().map(|s| s[0]).collect();
         let total: usize = rt.iter().sum();
         series.push(total);
         cpu_series.push(used);
@@ -250,6 +328,8 @@ async fn settle<D: Driver>(d: &D) -> anyhow::Result<serde_json::Value> {
                 "routing_table_mean": total as f64 / rt.len().max(1) as f64,
                 "routing_table_min": min,
                 "routing_table_max": max,
+                "connected_peers_mean": snap.iter().map(|s| s[1]).sum::<usize>() as f64 / snap.len().max(1) as f64,
+                "kad_queries_in_flight_total": snap.iter().map(|s| s[2]).sum::<usize>(),
                 "routing_table_total_per_s": series,
                 "cpu_ms_per_s": cpu_series,
                 "cpu_ms_during_settle": c - cpu0,
@@ -269,19 +349,29 @@ struct Samples {
     lookup_fail: usize,
     announce_cpu_ms: f64,
     lookup_cpu_ms: f64,
+    announce_secs: f64,
+    lookup_secs: f64,
 }
 
 /// Provides `keys` keys from random nodes, then looks each up from another random node.
-async fn workload<D: Driver>(d: &D, prefix: &str, keys: usize, seed: u64) -> Samples {
+async fn workload<D: Driver>(
+    d: &D,
+    prefix: &str,
+    keys: usize,
+    seed: u64,
+    gap: Duration,
+) -> Samples {
     let n = d.len();
     let mut rng = Rng(seed);
     let mut s = Samples::default();
     let mut providers = Vec::with_capacity(keys);
     let cpu0 = process_cpu_ms();
+    let t0 = Instant::now();
     for i in 0..keys {
         let p = rng.below(n);
         providers.push(p);
         let key = format!("{prefix}-{i}");
+        tokio::time::sleep(gap).await;
         let t = Instant::now();
         let r = d.provide(p, &key).await;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -299,12 +389,15 @@ async fn workload<D: Driver>(d: &D, prefix: &str, keys: usize, seed: u64) -> Sam
     }
     let cpu1 = process_cpu_ms();
     s.announce_cpu_ms = cpu1 - cpu0;
+    s.announce_secs = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
     for (i, &p) in providers.iter().enumerate() {
         let mut l = rng.below(n - 1);
         if l >= p {
             l += 1;
         }
         let key = format!("{prefix}-{i}");
+        tokio::time::sleep(gap).await;
         let t = Instant::now();
         let r = d.lookup(l, &key).await;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -321,6 +414,7 @@ async fn workload<D: Driver>(d: &D, prefix: &str, keys: usize, seed: u64) -> Sam
         }
     }
     s.lookup_cpu_ms = process_cpu_ms() - cpu1;
+    s.lookup_secs = t1.elapsed().as_secs_f64();
     s
 }
 
@@ -332,9 +426,21 @@ struct SwarmResult {
 }
 
 async fn measure<D: Driver>(d: &D, opts: Opts, setup_secs: f64) -> anyhow::Result<SwarmResult> {
-    let settled = settle(d).await?;
-    let w = workload(d, "warmup", opts.warmup, opts.seed ^ 0xffff).await;
-    let s = workload(d, "bench", opts.keys, opts.seed).await;
+    let mut settled = settle(d).await?;
+    if opts.idle_secs > 0 {
+        let mut series = Vec::new();
+        for _ in 0..opts.idle_secs {
+            let c = process_cpu_ms();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            series.push(process_cpu_ms() - c);
+        }
+        settled["idle_cpu_ms_per_s_series"] = serde_json::json!(series);
+    }
+    let w = workload(d, "warmup", opts.warmup, opts.seed ^ 0xffff, opts.gap).await;
+    perf_ctl("enable");
+    let s = workload(d, "bench", opts.keys, opts.seed, opts.gap).await;
+    perf_ctl("disable");
+    let after = d.snapshot().await?;
     let announce = summarize(&s.announce);
     let lookup = summarize(&s.lookup);
     let mut details = serde_json::json!({
@@ -346,7 +452,14 @@ async fn measure<D: Driver>(d: &D, opts: Opts, setup_secs: f64) -> anyhow::Resul
         "lookup_ms": lookup,
         "announce_fail": s.announce_fail,
         "lookup_fail": s.lookup_fail,
-        // Process CPU time (all threads) per operation: 10 ms tick resolution over the phase.
+        "after_workload": {
+            "connected_peers_mean": after.iter().map(|s| s[1]).sum::<usize>() as f64 / after.len().max(1) as f64,
+            "kad_queries_in_flight_total": after.iter().map(|s| s[2]).sum::<usize>(),
+        },
+        // Process CPU time (all threads, background included) over each phase, per operation;
+        // 10 ms tick resolution.
+        "announce_phase_secs": s.announce_secs,
+        "lookup_phase_secs": s.lookup_secs,
         "announce_cpu_ms_per_op": s.announce_cpu_ms / opts.keys.max(1) as f64,
         "lookup_cpu_ms_per_op": s.lookup_cpu_ms / opts.keys.max(1) as f64,
     });
@@ -366,7 +479,7 @@ async fn measure<D: Driver>(d: &D, opts: Opts, setup_secs: f64) -> anyhow::Resul
 async fn run_leafnet(opts: Opts) -> anyhow::Result<SwarmResult> {
     eprintln!("dht: starting {} leafnet nodes", opts.nodes);
     let t = Instant::now();
-    let nodes = start_mem_swarm(opts.nodes, Duration::from_secs(120)).await?;
+    let nodes = start_leafnet(&opts, Duration::from_secs(120)).await?;
     let setup = t.elapsed().as_secs_f64();
     eprintln!("dht: leafnet swarm up in {setup:.1} s; measuring");
     let d = Leafnet(nodes);
@@ -378,7 +491,7 @@ async fn run_leafnet(opts: Opts) -> anyhow::Result<SwarmResult> {
 
 async fn run_bare(opts: Opts) -> anyhow::Result<SwarmResult> {
     eprintln!("dht: starting {} bare nodes", opts.nodes);
-    let cfg = mem_config(&[]);
+    let cfg = node_config(&opts, &[]);
     let t = Instant::now();
     let d = start_bare(&cfg, opts.nodes, Duration::from_secs(120)).await?;
     let setup = t.elapsed().as_secs_f64();
@@ -445,6 +558,28 @@ fn store_micro(keys: usize) -> anyhow::Result<serde_json::Value> {
 
 pub async fn run(opts: Opts) -> anyhow::Result<Section> {
     anyhow::ensure!(opts.nodes >= 2, "need at least 2 nodes");
+    if let Some(only) = opts.only {
+        let r = match only {
+            Only::Leafnet => run_leafnet(opts).await?,
+            Only::Bare => run_bare(opts).await?,
+        };
+        let (a, l) = (summarize(&r.announce), summarize(&r.lookup));
+        let sec = "dht";
+        let name = if only == Only::Leafnet {
+            "leafnet"
+        } else {
+            "bare"
+        };
+        return Ok(Section {
+            figures: vec![
+                Figure::new(sec, format!("{name} announce p50"), "ms", a.p50),
+                Figure::new(sec, format!("{name} announce p99"), "ms", a.p99),
+                Figure::new(sec, format!("{name} lookup p50"), "ms", l.p50),
+                Figure::new(sec, format!("{name} lookup p99"), "ms", l.p99),
+            ],
+            details: serde_json::json!({ "only": name, name: r.details }),
+        });
+    }
     let mut leaf_a = Vec::new();
     let mut leaf_l = Vec::new();
     let mut bare_a = Vec::new();
