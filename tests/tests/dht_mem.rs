@@ -31,11 +31,20 @@ async fn ten_nodes_find_every_provider_record() -> anyhow::Result<()> {
             );
         }
     }
-    // Each node's own node record is in the DHT and verifies.
-    let r = nodes[3]
-        .node
-        .get_record(&format!("/leafnet/node/{}", nodes[7].node.peer_id))
-        .await?;
+    // Each node's own node record is in the DHT and verifies (nodes publish it about a second
+    // after their first routing-table entry, so wait for it, bounded).
+    let key = format!("/leafnet/node/{}", nodes[7].node.peer_id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        match nodes[3].node.get_record(&key).await {
+            Ok(r) => break r,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(%e, "node record not there yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     assert!(
         r.value["addrs"][0]
             .as_str()

@@ -351,6 +351,9 @@ struct Samples {
     lookup_cpu_ms: f64,
     announce_secs: f64,
     lookup_secs: f64,
+    /// (seconds since the swarm was started, ms) of every measured operation, in order.
+    announce_at: Vec<(f64, f64)>,
+    lookup_at: Vec<(f64, f64)>,
 }
 
 /// Provides `keys` keys from random nodes, then looks each up from another random node.
@@ -360,6 +363,7 @@ async fn workload<D: Driver>(
     keys: usize,
     seed: u64,
     gap: Duration,
+    born: Instant,
 ) -> Samples {
     let n = d.len();
     let mut rng = Rng(seed);
@@ -375,6 +379,7 @@ async fn workload<D: Driver>(
         let t = Instant::now();
         let r = d.provide(p, &key).await;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
+        s.announce_at.push(((t - born).as_secs_f64(), ms));
         match r {
             Ok(o) if o.ok => {
                 s.announce.push(ms);
@@ -401,6 +406,7 @@ async fn workload<D: Driver>(
         let t = Instant::now();
         let r = d.lookup(l, &key).await;
         let ms = t.elapsed().as_secs_f64() * 1000.0;
+        s.lookup_at.push(((t - born).as_secs_f64(), ms));
         match r {
             Ok(o) if o.ok => {
                 s.lookup.push(ms);
@@ -425,7 +431,13 @@ struct SwarmResult {
     details: serde_json::Value,
 }
 
-async fn measure<D: Driver>(d: &D, opts: Opts, setup_secs: f64) -> anyhow::Result<SwarmResult> {
+/// `born`: when the swarm's first node was started.
+async fn measure<D: Driver>(
+    d: &D,
+    opts: Opts,
+    setup_secs: f64,
+    born: Instant,
+) -> anyhow::Result<SwarmResult> {
     let mut settled = settle(d).await?;
     if opts.idle_secs > 0 {
         let mut series = Vec::new();
@@ -436,9 +448,9 @@ async fn measure<D: Driver>(d: &D, opts: Opts, setup_secs: f64) -> anyhow::Resul
         }
         settled["idle_cpu_ms_per_s_series"] = serde_json::json!(series);
     }
-    let w = workload(d, "warmup", opts.warmup, opts.seed ^ 0xffff, opts.gap).await;
+    let w = workload(d, "warmup", opts.warmup, opts.seed ^ 0xffff, opts.gap, born).await;
     perf_ctl("enable");
-    let s = workload(d, "bench", opts.keys, opts.seed, opts.gap).await;
+    let s = workload(d, "bench", opts.keys, opts.seed, opts.gap, born).await;
     perf_ctl("disable");
     let after = d.snapshot().await?;
     let announce = summarize(&s.announce);
@@ -452,6 +464,8 @@ async fn measure<D: Driver>(d: &D, opts: Opts, setup_secs: f64) -> anyhow::Resul
         "lookup_ms": lookup,
         "announce_fail": s.announce_fail,
         "lookup_fail": s.lookup_fail,
+        "announce_samples_at_s_ms": s.announce_at,
+        "lookup_samples_at_s_ms": s.lookup_at,
         "after_workload": {
             "connected_peers_mean": after.iter().map(|s| s[1]).sum::<usize>() as f64 / after.len().max(1) as f64,
             "kad_queries_in_flight_total": after.iter().map(|s| s[2]).sum::<usize>(),
@@ -483,7 +497,7 @@ async fn run_leafnet(opts: Opts) -> anyhow::Result<SwarmResult> {
     let setup = t.elapsed().as_secs_f64();
     eprintln!("dht: leafnet swarm up in {setup:.1} s; measuring");
     let d = Leafnet(nodes);
-    let r = measure(&d, opts, setup).await;
+    let r = measure(&d, opts, setup, t).await;
     eprintln!("dht: shutting the leafnet swarm down");
     shutdown_all(d.0).await;
     r
@@ -496,7 +510,7 @@ async fn run_bare(opts: Opts) -> anyhow::Result<SwarmResult> {
     let d = start_bare(&cfg, opts.nodes, Duration::from_secs(120)).await?;
     let setup = t.elapsed().as_secs_f64();
     eprintln!("dht: bare swarm up in {setup:.1} s; measuring");
-    let r = measure(&d, opts, setup).await;
+    let r = measure(&d, opts, setup, t).await;
     eprintln!("dht: shutting the bare swarm down");
     d.shutdown().await;
     r
