@@ -107,14 +107,21 @@ pub async fn start_mem_swarm_with(
         nodes
             .push(start_mem_node_with(c, Keypair::generate_ed25519(), tempfile::tempdir()?).await?);
     }
-    wait_until(timeout, "every routing table is non-empty", || async {
-        for t in &nodes {
-            if t.node.status().await?.routing_table_size == 0 {
-                return Ok(false);
+    // A node lists its bootstrap peer in its routing table before it connected, so wait for a
+    // connection as well.
+    wait_until(
+        timeout,
+        "every node is connected with a non-empty routing table",
+        || async {
+            for t in &nodes {
+                let s = t.node.status().await?;
+                if s.routing_table_size == 0 || s.connected_peers == 0 {
+                    return Ok(false);
+                }
             }
-        }
-        Ok(true)
-    })
+            Ok(true)
+        },
+    )
     .await?;
     Ok(nodes)
 }

@@ -17,12 +17,15 @@ pub fn leafnet_bin() -> PathBuf {
         if let Ok(p) = std::env::var("LEAFNET_BIN") {
             return p.into();
         }
-        // target/<profile>/deps/<test> -> target/<profile>/leafnet
+        // A program in target/<profile>/ has it beside itself; a test in
+        // target/<profile>/deps/ one level up.
         let exe = std::env::current_exe().unwrap_or_default();
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("target/debug"));
+        let own = exe.parent().unwrap_or(Path::new("target/debug"));
+        let dir = if own.join("leafnet").exists() || !own.ends_with("deps") {
+            own
+        } else {
+            own.parent().unwrap_or(own)
+        };
         let bin = dir.join("leafnet");
         if !bin.exists() {
             let release = dir.file_name().is_some_and(|n| n == "release");

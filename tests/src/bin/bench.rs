@@ -61,6 +61,9 @@ struct Args {
     /// `start_mem_swarm` itself.
     #[arg(long, default_value_t = 300)]
     bootstrap_interval: u64,
+    /// dht: give the bare nodes leafnet's ping behaviour too (diagnostic).
+    #[arg(long)]
+    bare_ping: bool,
     /// dht: pause between two measured operations, milliseconds.
     #[arg(long, default_value_t = 25)]
     gap_ms: u64,
@@ -387,6 +390,7 @@ async fn main() -> std::process::ExitCode {
             bootstrap_interval: (args.bootstrap_interval > 0)
                 .then(|| std::time::Duration::from_secs(args.bootstrap_interval)),
             gap: std::time::Duration::from_millis(args.gap_ms),
+            bare_ping: args.bare_ping,
         };
         let (s, meta) = run_section("dht", || dht::run(opts)).await;
         ok &= meta["ok"] == true;
@@ -425,7 +429,7 @@ async fn main() -> std::process::ExitCode {
         },
         "params": {
             "which": format!("{:?}", args.which).to_lowercase(),
-            "nodes": args.nodes, "keys": args.keys, "bootstrap_interval_s": args.bootstrap_interval, "gap_ms": args.gap_ms, "warmup": args.warmup, "seed": args.seed,
+            "nodes": args.nodes, "keys": args.keys, "bootstrap_interval_s": args.bootstrap_interval, "gap_ms": args.gap_ms, "bare_ping": args.bare_ping, "warmup": args.warmup, "seed": args.seed,
             "bare_first": args.bare_first, "rounds": args.rounds, "reps": args.reps, "swarm_nodes": args.swarm_nodes, "boot_tcp": args.boot_tcp,
         },
         "figures": figures,

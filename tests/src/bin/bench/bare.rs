@@ -38,6 +38,8 @@ use tokio::sync::{mpsc, oneshot};
 struct Bare {
     identify: identify::Behaviour,
     kad: kad::Behaviour<MemoryStore>,
+    /// Off unless asked for (diagnostic: leafnet's ping settings, to attribute its idle CPU).
+    ping: libp2p::swarm::behaviour::toggle::Toggle<libp2p::ping::Behaviour>,
 }
 
 /// A request to one bare node.
@@ -64,7 +66,11 @@ pub struct BareNode {
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 
 /// Starts one bare node; `boot` is node 0's peer id and address (without `/p2p`).
-pub async fn start(cfg: &Valid, boot: Option<&(PeerId, Multiaddr)>) -> anyhow::Result<BareNode> {
+pub async fn start(
+    cfg: &Valid,
+    boot: Option<&(PeerId, Multiaddr)>,
+    with_ping: bool,
+) -> anyhow::Result<BareNode> {
     let key = Keypair::generate_ed25519();
     let peer_id = key.public().to_peer_id();
     let kcfg = kad_config(cfg);
@@ -90,6 +96,15 @@ pub async fn start(cfg: &Valid, boot: Option<&(PeerId, Multiaddr)>) -> anyhow::R
                         .with_cache_size(256),
                 ),
                 kad,
+                ping: with_ping
+                    .then(|| {
+                        libp2p::ping::Behaviour::new(
+                            libp2p::ping::Config::new()
+                                .with_interval(Duration::from_secs(15))
+                                .with_timeout(Duration::from_secs(20)),
+                        )
+                    })
+                    .into(),
             }
         })
         .map_err(|e| anyhow::anyhow!("behaviour: {e}"))?

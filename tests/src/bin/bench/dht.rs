@@ -2,16 +2,20 @@
 //! swarm, in process over the memory transport.
 //!
 //! Method (identical for both swarms, one after the other, the first shut down before the
-//! second starts):
-//! 1. start `nodes` nodes, node 0 first, every other one bootstrapping from node 0; wait until
-//!    every routing table is non-empty, then until the swarm is quiet (see [`settle`]);
+//! second starts; `rounds` times, alternating which swarm goes first):
+//! 1. start `nodes` nodes with the test helper's `mem_config` (periodic Kademlia bootstrap every
+//!    `bootstrap_interval`, leafnet's default 300 s, instead of the helper's 30 s: 100 nodes
+//!    started together re-bootstrap together, a burst of about a full core for several
+//!    seconds every 30 s, and the measurement then depends on where its window falls), node 0
+//!    first, every other one bootstrapping from node 0; wait until every routing table is
+//!    non-empty, then until the swarm is quiet (see [`settle`]);
 //! 2. warm up: `warmup` keys provided by a random node and looked up from another;
 //! 3. measure: keys `bench-<i>` (leafnet's user key `/leafnet/dht/bench-<i>`, the same bytes in
 //!    both swarms), each provided by a random node (announce latency: from sending the command
 //!    to the node's task until `StartProviding` finished), then each looked up with limit 1
 //!    from a different random node (lookup latency: until the first non-empty
-//!    `FoundProviders`). Operations run one at a time; the node choices come from the same
-//!    seeded generator for both swarms.
+//!    `FoundProviders`). Operations run one at a time, `gap` apart; the node choices come from
+//!    the same seeded generator for both swarms.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +54,8 @@ pub struct Opts {
     pub bootstrap_interval: Option<Duration>,
     /// Pause between two measured operations.
     pub gap: Duration,
+    /// Add leafnet's ping behaviour to the bare nodes (diagnostic).
+    pub bare_ping: bool,
 }
 
 /// The config of every node of both swarms: `mem_config`, with the periodic bootstrap
@@ -236,12 +242,17 @@ impl Driver for Bare {
     }
 }
 
-async fn start_bare(cfg: &Valid, n: usize, timeout: Duration) -> anyhow::Result<Bare> {
-    let first = bare::start(cfg, None).await?;
+async fn start_bare(
+    cfg: &Valid,
+    n: usize,
+    timeout: Duration,
+    with_ping: bool,
+) -> anyhow::Result<Bare> {
+    let first = bare::start(cfg, None, with_ping).await?;
     let boot = (first.peer_id, first.addr.clone());
     let mut nodes = vec![first];
     for _ in 1..n {
-        nodes.push(bare::start(cfg, Some(&boot)).await?);
+        nodes.push(bare::start(cfg, Some(&boot), with_ping).await?);
     }
     let b = Bare(nodes);
     let deadline = Instant::now() + timeout;
@@ -507,7 +518,7 @@ async fn run_bare(opts: Opts) -> anyhow::Result<SwarmResult> {
     eprintln!("dht: starting {} bare nodes", opts.nodes);
     let cfg = node_config(&opts, &[]);
     let t = Instant::now();
-    let d = start_bare(&cfg, opts.nodes, Duration::from_secs(120)).await?;
+    let d = start_bare(&cfg, opts.nodes, Duration::from_secs(120), opts.bare_ping).await?;
     let setup = t.elapsed().as_secs_f64();
     eprintln!("dht: bare swarm up in {setup:.1} s; measuring");
     let r = measure(&d, opts, setup, t).await;
