@@ -369,13 +369,7 @@ impl Actor {
                 if let Some(l) = s.profile.location {
                     self.remove_cells(l);
                 }
-                let db = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .store_mut()
-                    .database()
-                    .clone();
+                let db = self.db();
                 tokio::task::spawn_blocking(move || leafnet_storage::profiles::remove(&db, &k));
             }
         }
@@ -393,13 +387,7 @@ impl Actor {
                 .map(|a| serde_bytes::ByteBuf::from(a.to_vec()))
                 .collect();
             let s = p.seal(&self.account);
-            let db = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .store_mut()
-                .database()
-                .clone();
+            let db = self.db();
             let (acct, bytes) = (p.account, s.bytes.clone());
             tokio::task::spawn_blocking(move || leafnet_storage::profiles::put(&db, &acct, &bytes));
             self.hosted.insert(me, s);

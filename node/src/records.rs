@@ -29,9 +29,9 @@ const MAX_AGENT: usize = 64;
 pub fn registry() -> Registry {
     let mut r = Registry::default();
     r.register(NodeNs)
-        .register(DhtNs)
+        .register(DHT_NS)
         .register(leafnet_profile::Validator)
-        .register(GeoNs);
+        .register(GEO_NS);
     r
 }
 
@@ -128,33 +128,6 @@ impl Validator for NodeNs {
     }
 }
 
-/// `/leafnet/geo/<geohash>`: provider records of the nodes hosting profiles in that cell.
-struct GeoNs;
-impl Validator for GeoNs {
-    fn namespace(&self) -> &'static str {
-        "geo"
-    }
-    fn accepts_records(&self) -> bool {
-        false
-    }
-    fn accepts_providers(&self) -> bool {
-        true
-    }
-    fn max_value_len(&self) -> usize {
-        0
-    }
-    fn validate(&self, _: &str, _: &[u8], _: u64) -> Result<Validated, RecordError> {
-        Err(RecordError::RecordsNotAllowed("geo".into()))
-    }
-    fn check_provider_key(&self, rest: &str) -> Result<(), RecordError> {
-        if is_geohash(rest) {
-            Ok(())
-        } else {
-            Err(RecordError::Invalid(format!("'{rest}' is not a geohash")))
-        }
-    }
-}
-
 /// Whether `rest` is a geohash of 1 to 12 characters.
 pub fn is_geohash(rest: &str) -> bool {
     (1..=12).contains(&rest.len())
@@ -163,10 +136,16 @@ pub fn is_geohash(rest: &str) -> bool {
             .all(|b| b"0123456789bcdefghjkmnpqrstuvwxyz".contains(&b))
 }
 
-struct DhtNs;
-impl Validator for DhtNs {
+/// A namespace of provider records only (values are refused), with a check of the key's rest.
+struct ProvidersOnly {
+    ns: &'static str,
+    key_ok: fn(&str) -> bool,
+    what: &'static str,
+}
+
+impl Validator for ProvidersOnly {
     fn namespace(&self) -> &'static str {
-        "dht"
+        self.ns
     }
     fn accepts_records(&self) -> bool {
         false
@@ -178,9 +157,32 @@ impl Validator for DhtNs {
         0
     }
     fn validate(&self, _: &str, _: &[u8], _: u64) -> Result<Validated, RecordError> {
-        Err(RecordError::RecordsNotAllowed("dht".into()))
+        Err(RecordError::RecordsNotAllowed(self.ns.into()))
+    }
+    fn check_provider_key(&self, rest: &str) -> Result<(), RecordError> {
+        if (self.key_ok)(rest) {
+            Ok(())
+        } else {
+            Err(RecordError::Invalid(format!(
+                "'{rest}' is not {}",
+                self.what
+            )))
+        }
     }
 }
+
+/// `/leafnet/dht/<name>`: free names (any rest the key rules allow).
+const DHT_NS: ProvidersOnly = ProvidersOnly {
+    ns: "dht",
+    key_ok: |_| true,
+    what: "a name",
+};
+/// `/leafnet/geo/<geohash>`: the nodes hosting profiles in that cell.
+const GEO_NS: ProvidersOnly = ProvidersOnly {
+    ns: "geo",
+    key_ok: is_geohash,
+    what: "a geohash",
+};
 
 #[cfg(test)]
 mod tests {

@@ -309,18 +309,22 @@ impl Actor {
         if let Some(h) = self.flushing.take() {
             let _ = h.await;
         }
-        let db = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .store_mut()
-            .database()
-            .clone();
+        let db = self.db();
         match tokio::task::spawn_blocking(move || db.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
             Err(e) => tracing::error!(error = %e, "final flush panicked"),
         }
+    }
+
+    /// The node's database (the handle is cheap to clone).
+    pub(crate) fn db(&mut self) -> leafnet_storage::Database {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .database()
+            .clone()
     }
 
     fn flush_in_background(&mut self) {
