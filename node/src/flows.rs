@@ -198,6 +198,7 @@ impl Ctx {
             cells: out.cells,
             nodes_contacted: out.contacted,
             nodes_failed: out.failed.iter().map(ToString::to_string).collect(),
+            cells_saturated: out.saturated.clone(),
             results: out
                 .profiles
                 .iter()

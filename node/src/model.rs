@@ -186,6 +186,9 @@ pub struct Near {
     pub nodes_contacted: usize,
     /// Hosts that did not answer; their profiles are missing from `results`.
     pub nodes_failed: Vec<String>,
+    /// Finest cells whose provider lists were full (Kademlia answers at most k providers):
+    /// hosts there may be missing from `results`.
+    pub cells_saturated: Vec<String>,
     pub results: Vec<NearProfile>,
     pub elapsed_ms: f64,
 }

@@ -32,9 +32,10 @@ use crate::{
     swarm::{Actor, now_ms},
 };
 
-/// Providers stored per geo cell key (instead of k): every host of a coarse cell must be found.
-/// A GET_PROVIDERS answer then carries up to this many (about 25 KiB, under the 64 KiB packet
-/// limit). A cell with more hosting nodes than this loses the excess: see ARCHITECTURE.md.
+/// Providers stored per geo cell key (instead of k), so a node knows every host of a coarse cell.
+/// Kademlia still truncates each GET_PROVIDERS *answer* to k providers; a query therefore
+/// treats a cell whose lookup returned k or more providers as saturated and descends into its
+/// finer cells (every host announces all precisions). See ARCHITECTURE.md.
 pub const GEO_PROVIDERS_PER_KEY: usize = 256;
 /// How long the owner's profile stays valid after each signing.
 pub const PROFILE_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -55,6 +56,8 @@ pub struct NearOutcome {
     pub precision: usize,
     pub cells: usize,
     pub contacted: usize,
+    /// Finest-precision cells whose provider lists came back full: hosts there may be missing.
+    pub saturated: Vec<String>,
     /// Hosts whose answer never came (unreachable, timed out): their profiles are missing.
     pub failed: Vec<PeerId>,
     pub profiles: Vec<(f64, SignedProfile)>,
@@ -419,7 +422,7 @@ impl Actor {
         };
         for c in &cells {
             let qid = self.swarm.behaviour_mut().kad.get_providers(geo_key(c));
-            self.cell_q.insert(qid, id);
+            self.cell_q.insert(qid, (id, c.clone(), HashSet::new()));
         }
         let q = NearQuery {
             req,
@@ -441,11 +444,33 @@ impl Actor {
 
     /// Providers of one cell of a near query arrived (`last`: that lookup ended).
     pub(crate) fn on_cell_providers(&mut self, qid: QueryId, providers: Vec<PeerId>, last: bool) {
-        let Some(&id) = self.cell_q.get(&qid) else {
+        let Some((id, _, seen)) = self.cell_q.get_mut(&qid) else {
             return;
         };
-        if last {
-            self.cell_q.remove(&qid);
+        let id = *id;
+        seen.extend(providers.iter().copied());
+        let mut refine = None;
+        if last && let Some((_, cell, seen)) = self.cell_q.remove(&qid) {
+            // Kademlia answers at most k providers: a full list may be cut short.
+            if seen.len() >= self.cfg.kad.replication_factor as usize {
+                refine = Some(cell);
+            }
+        }
+        if let (Some(cell), Some(q)) = (refine, self.near_q.get(&id)) {
+            let (centre, radius) = (q.req.centre, f64::from(q.req.radius_m));
+            if cell.len() < *leafnet_geo::PRECISIONS.last().unwrap_or(&6) {
+                let kids = leafnet_geo::children_in(&cell, centre, radius);
+                for k in kids {
+                    let cq = self.swarm.behaviour_mut().kad.get_providers(geo_key(&k));
+                    self.cell_q.insert(cq, (id, k, HashSet::new()));
+                    if let Some(q) = self.near_q.get_mut(&id) {
+                        q.cells_pending += 1;
+                        q.outcome.cells += 1;
+                    }
+                }
+            } else if let Some(q) = self.near_q.get_mut(&id) {
+                q.outcome.saturated.push(cell);
+            }
         }
         let me = *self.swarm.local_peer_id();
         let Some(q) = self.near_q.get_mut(&id) else {

@@ -133,7 +133,8 @@ pub(crate) struct Actor {
     pub(crate) hosted: HashMap<[u8; 32], leafnet_profile::SignedProfile>,
     pub(crate) cells: HashMap<String, usize>,
     pub(crate) near_q: HashMap<u64, crate::near::NearQuery>,
-    pub(crate) cell_q: HashMap<QueryId, u64>,
+    /// Cell lookups of near queries: query → (near query, cell, providers seen).
+    pub(crate) cell_q: HashMap<QueryId, (u64, String, HashSet<PeerId>)>,
     pub(crate) geo_out: HashMap<
         libp2p::request_response::OutboundRequestId,
         (u64, PeerId, leafnet_geo::protocol::Request),

@@ -142,6 +142,26 @@ pub fn cover(centre: Location, radius_m: f64) -> (usize, Vec<String>) {
     best
 }
 
+/// The cells one precision finer than `cell` that may hold points within `radius_m` of
+/// `centre` (a superset: those whose box meets the circle's bounding box). A query descends into
+/// them when `cell`'s provider list came back full, since Kademlia truncates provider answers
+/// to k entries.
+pub fn children_in(cell: &str, centre: Location, radius_m: f64) -> Vec<String> {
+    const BASE32: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
+    let ((lat_min, lat_max), lons) = bbox(centre, radius_m.max(0.0));
+    BASE32
+        .iter()
+        .map(|c| format!("{cell}{}", char::from(*c)))
+        .filter(|child| {
+            let Ok(r) = geohash::decode_bbox(child) else {
+                return false;
+            };
+            let (a, b) = (r.min(), r.max());
+            b.y >= lat_min && a.y <= lat_max && lons.iter().any(|(lo, hi)| b.x >= *lo && a.x <= *hi)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +195,19 @@ mod tests {
         let (p, cells) = cover(loc(52.52, 13.40), 2_000_000.0);
         assert!(p <= 2);
         assert!(!cells.is_empty() && cells.len() <= MAX_CELLS);
+    }
+
+    #[test]
+    fn children_cover_the_circle_within_their_parent() {
+        let c = loc(52.52, 13.40);
+        let (p, cells) = cover(c, 20_000.0);
+        for parent in &cells {
+            let kids = children_in(parent, c, 20_000.0);
+            assert!(kids.len() <= 32 && kids.iter().all(|k| k.starts_with(parent.as_str())));
+        }
+        // the centre's own child cell is always among its parent's children in the circle
+        let parent = c.cell_at(p);
+        assert!(children_in(&parent, c, 20_000.0).contains(&c.cell_at(p + 1)));
     }
 
     #[test]
