@@ -7,6 +7,7 @@
 //!
 //! The tests themselves are in `tests/tests/*.rs`; the benchmark program in `src/bin/bench.rs`.
 
+pub mod benchkit;
 pub mod proc;
 
 use std::time::{Duration, Instant};
