@@ -77,9 +77,18 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `leafnet --data-dir DIR node run ARGS…`, stderr to DIR/node.log.
     pub fn spawn(dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        Self::spawn_with(&leafnet_bin(), dir, args)
+    }
+
+    /// [`NodeProc::spawn`] with an explicit `leafnet` binary (benchmarks name theirs).
+    pub fn spawn_with(
+        bin: &Path,
+        dir: &Path,
+        args: &[impl AsRef<std::ffi::OsStr>],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let log = std::fs::File::create(dir.join("node.log"))?;
-        let child = Command::new(leafnet_bin())
+        let child = Command::new(bin)
             .arg("--data-dir")
             .arg(dir)
             .arg("node")
@@ -90,7 +99,7 @@ impl NodeProc {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("spawn leafnet")?;
+            .with_context(|| format!("spawn {}", bin.display()))?;
         Ok(Self {
             child,
             dir: dir.to_owned(),

@@ -44,27 +44,8 @@ fn node_args(bootstrap: Option<&str>) -> Vec<String> {
     a
 }
 
-/// `NodeProc::spawn` with an explicit binary (the helper's `leafnet_bin()` assumes the caller
-/// runs from `target/<profile>/deps/`, which a bench binary does not).
 fn spawn(bin: &Path, dir: &Path, args: &[String]) -> anyhow::Result<NodeProc> {
-    std::fs::create_dir_all(dir)?;
-    let log = std::fs::File::create(dir.join("node.log"))?;
-    let child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("node")
-        .arg("run")
-        .args(args)
-        .env_remove("LEAFNET_DATA_DIR")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("spawn {}", bin.display()))?;
-    Ok(NodeProc {
-        child,
-        dir: dir.to_owned(),
-    })
+    NodeProc::spawn_with(bin, dir, args)
 }
 
 /// Asks a node for its status through the control API, once its `api.addr` exists.
