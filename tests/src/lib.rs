@@ -127,6 +127,45 @@ pub async fn start_mem_swarm_with(
     Ok(nodes)
 }
 
+/// How many entries `me`'s Kademlia routing table can hold when every node of `all` is known:
+/// each k-bucket (peers at the same XOR distance class) is capped at 20 entries, so in a small
+/// network one node may legitimately know fewer than all others.
+pub fn full_routing_table(me: &libp2p::PeerId, all: &[libp2p::PeerId]) -> usize {
+    use libp2p::kad::KBucketKey;
+    let me = KBucketKey::from(*me);
+    let mut per_bucket = std::collections::BTreeMap::<u32, usize>::new();
+    for p in all {
+        if let Some(i) = me.distance(&KBucketKey::from(*p)).ilog2() {
+            *per_bucket.entry(i).or_default() += 1;
+        }
+    }
+    per_bucket.values().map(|n| (*n).min(20)).sum()
+}
+
+/// Makes every node of `nodes` dial every other one, then waits until each routing table holds
+/// every peer it has room for ([`full_routing_table`]): the state of a settled network, reached
+/// at once instead of after several bootstrap rounds (which a slow CI machine may not finish).
+pub async fn settle_routing(nodes: &[TestNode], timeout: Duration) -> anyhow::Result<()> {
+    let ids: Vec<_> = nodes.iter().map(|t| t.node.peer_id).collect();
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            // Already connected is fine (the dial condition refuses it); the wait below is
+            // what checks the outcome.
+            let _ = a.node.dial(b.addr()).await;
+        }
+    }
+    wait_until(timeout, "routing tables complete", || async {
+        for t in nodes {
+            let want = full_routing_table(&t.node.peer_id, &ids);
+            if t.node.status().await?.routing_table_size < want {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await
+}
+
 /// Polls `cond` every 50 ms until it holds, failing with `what` after `timeout`.
 pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut cond: F) -> anyhow::Result<()>
 where

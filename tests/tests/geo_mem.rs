@@ -7,7 +7,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use leafnet_geo::{Location, distance_m, protocol::Filter};
 use leafnet_profile::{Kind, Profile, SignedProfile};
-use leafnet_tests::{shutdown_all, start_mem_swarm_with, wait_until};
+use leafnet_tests::{settle_routing, shutdown_all, start_mem_swarm_with, wait_until};
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -85,19 +85,7 @@ async fn radius_queries_match_brute_force() -> anyhow::Result<()> {
     })
     .await?;
     // Hosting starts once routing tables are complete, as in a settled network.
-    wait_until(
-        Duration::from_secs(60),
-        "routing tables complete",
-        || async {
-            for t in &nodes {
-                if t.node.status().await?.routing_table_size < 29 {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        },
-    )
-    .await?;
+    settle_routing(&nodes, Duration::from_secs(60)).await?;
     let mut rng = Rng(0x5eed_1eaf_0000_0001);
     let exp = now_ms() + 3_600_000;
     let kinds = [Kind::Person, Kind::Object, Kind::Service];
