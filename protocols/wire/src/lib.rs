@@ -4,6 +4,8 @@
 //!   signed byte string has exactly one decoding and one encoding;
 //! - [`sign`]: signed envelopes over `domain-tag || bytes`, verified through the one
 //!   [`sign::verify_strict`] function of the project;
+//! - [`claim`]: equivocation proofs: two valid signed claims of one author at one slot with
+//!   different contents, checkable offline by anyone (mint statements, ledger forks);
 //! - [`key`]: the DHT key namespaces (`/leafnet/<namespace>/<rest>`) and the validator registry
 //!   that refuses records and provider records of unknown namespaces.
 //!
@@ -11,6 +13,7 @@
 //! to the code.
 
 pub mod cbor;
+pub mod claim;
 pub mod key;
 pub mod sign;
 
