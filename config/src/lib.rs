@@ -55,6 +55,7 @@ pub struct Config {
     pub p2p: P2p,
     pub api: Api,
     pub kad: Kad,
+    pub mint: Mint,
 }
 
 /// Which network the node belongs to.
@@ -206,6 +207,32 @@ impl Default for Kad {
     }
 }
 
+/// Comparing notes on mint files: the gossip topic and anti-entropy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Mint {
+    /// Gossipsub heartbeat (mesh maintenance and gossip emission).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// How often the node reconciles its statements and proofs with one random peer (it also
+    /// does on every new connection).
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// The most statements, observations and proofs kept.
+    pub max_items: u32,
+}
+
+impl Default for Mint {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(1),
+            sync_interval: Duration::from_secs(60),
+            max_items: 1_000_000,
+        }
+    }
+}
+
 /// Values from flags and the environment that override the file.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -254,6 +281,7 @@ pub struct Valid {
     pub api: SocketAddr,
     pub kad_mode: KadMode,
     pub kad: Kad,
+    pub mint: Mint,
     /// The node's location in degrees (lat, lon).
     pub location: Option<(f64, f64)>,
     pub max_hosted_profiles: u32,
@@ -394,6 +422,7 @@ impl Config {
             ("kad.max_records", self.kad.max_records),
             ("kad.max_provided_keys", self.kad.max_provided_keys),
             ("kad.max_providers_per_key", self.kad.max_providers_per_key),
+            ("mint.max_items", self.mint.max_items),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1"));
@@ -407,6 +436,7 @@ impl Config {
                 self.kad.provider_publication_interval,
             ),
             ("kad.bootstrap_interval", self.kad.bootstrap_interval),
+            ("mint.sync_interval", self.mint.sync_interval),
         ] {
             if d < Duration::from_secs(1) {
                 return Err(invalid(field, "must be at least 1s"));
@@ -417,6 +447,11 @@ impl Config {
                 "kad.provider_publication_interval",
                 "must be shorter than kad.record_ttl, or provider records lapse between announcements",
             ));
+        }
+        if self.mint.heartbeat < Duration::from_millis(50)
+            || self.mint.heartbeat > Duration::from_secs(60)
+        {
+            return Err(invalid("mint.heartbeat", "must be between 50ms and 60s"));
         }
         let api: SocketAddr = self.api.listen.parse().map_err(|_| {
             invalid(
@@ -472,6 +507,7 @@ impl Config {
             api,
             kad_mode,
             kad: self.kad.clone(),
+            mint: self.mint.clone(),
         })
     }
 }

@@ -13,6 +13,9 @@
 //! | `POST /v1/profiles/host` [`model::HostProfile`] | [`model::Published`] |
 //! | `GET /v1/profiles/near?lat=&lon=&radius_m=&name=&kind=&service=&limit=` | [`model::Near`] |
 //! | `GET /v1/nodes/near?lat=&lon=&limit=` | [`model::NodesNear`] |
+//! | `POST /v1/mint/observe` [`model::ObserveRequest`] | [`model::Observed`] |
+//! | `GET /v1/mint/status?issuer=` | [`model::MintStatus`] |
+//! | `GET /v1/mint/proofs` | `[model::MintProof]` |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
 //!
 //! Errors are `{"error": "..."}` with 400 (bad input), 401 (token), 404 (nothing found),
@@ -61,6 +64,9 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/profiles/host", post(host_profile))
         .route("/v1/profiles/near", get(profiles_near))
         .route("/v1/nodes/near", get(nodes_near))
+        .route("/v1/mint/observe", post(mint_observe))
+        .route("/v1/mint/status", get(mint_status))
+        .route("/v1/mint/proofs", get(mint_proofs))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
@@ -279,6 +285,35 @@ async fn nodes_near(
         .await
         .map(Json)
         .map_err(flow_err)
+}
+
+async fn mint_observe(
+    State(s): State<ApiState>,
+    Json(req): Json<model::ObserveRequest>,
+) -> Result<Json<model::Observed>, ApiErr> {
+    let bytes =
+        hex::decode(req.statement_hex.trim()).map_err(|_| bad("statement_hex is not hex"))?;
+    s.ctx.mint_observe(&bytes).await.map(Json).map_err(flow_err)
+}
+
+#[derive(Deserialize)]
+struct IssuerQuery {
+    issuer: Option<String>,
+}
+
+async fn mint_status(
+    State(s): State<ApiState>,
+    Query(q): Query<IssuerQuery>,
+) -> Result<Json<model::MintStatus>, ApiErr> {
+    s.ctx
+        .mint_status(q.issuer.as_deref())
+        .await
+        .map(Json)
+        .map_err(flow_err)
+}
+
+async fn mint_proofs(State(s): State<ApiState>) -> Result<Json<Vec<model::MintProof>>, ApiErr> {
+    s.ctx.mint_proofs().await.map(Json).map_err(flow_err)
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

@@ -6,9 +6,10 @@ use leafnet_config::Valid;
 use leafnet_geo::protocol as geo;
 use leafnet_storage::kad::Store;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, identify, identity::Keypair, kad, ping,
-    request_response, swarm::NetworkBehaviour,
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity::Keypair,
+    kad, ping, request_response, swarm::NetworkBehaviour,
 };
+use serde_bytes::ByteBuf;
 
 /// Every protocol a node runs. The field order is the order events are polled in.
 #[derive(NetworkBehaviour)]
@@ -20,6 +21,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<Store>,
     pub geo: request_response::cbor::Behaviour<geo::Request, geo::Response>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub mint_sync: request_response::cbor::Behaviour<ByteBuf, ByteBuf>,
 }
 
 /// `/leafnet/<network>/kad/1.0.0`.
@@ -55,8 +58,76 @@ pub fn kad_config(cfg: &Valid) -> kad::Config {
     k
 }
 
+/// Invalid messages (`Reject`) after which a peer is graylisted on the mint topic: the P4 penalty
+/// is `weight × count²`, and gossipsub's graylist threshold is −80, so with a weight of −10 the
+/// third invalid message (−90) graylists. An honest node never forwards an invalid message (it
+/// validates before forwarding), so three is not harsh.
+pub const MINT_GRAYLIST_AFTER: u32 = 3;
+
+/// Gossipsub for the mint topic: signed messages, `Strict` validation, every message held until
+/// the node's own checks answer, ids from [`leafnet_mint::message_id`], a mesh of D = 6
+/// (4..8) without flood publishing (fewer duplicate copies), and scoring for a quiet topic.
+pub fn gossipsub(
+    key: &Keypair,
+    cfg: &Valid,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<gossipsub::Behaviour, String> {
+    let gcfg = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| {
+            gossipsub::MessageId::from(leafnet_mint::message_id(&m.data).to_vec())
+        })
+        .heartbeat_interval(cfg.mint.heartbeat)
+        .heartbeat_initial_delay(cfg.mint.heartbeat.min(Duration::from_millis(500)))
+        .mesh_outbound_min(2)
+        .mesh_n_low(4)
+        .mesh_n(6)
+        .mesh_n_high(8)
+        .flood_publish(false)
+        .max_transmit_size(leafnet_mint::MAX_ITEM)
+        .build()
+        .map_err(|e| format!("gossipsub config: {e}"))?;
+    let mut gs =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gcfg)
+            .map_err(|e| format!("gossipsub: {e}"))?
+            // Copies received per message and more (`libp2p_gossipsub_*` in /metrics).
+            .with_metrics(registry, gossipsub::MetricsConfig::default());
+    let topic = crate::mint::topic(&cfg.network);
+    let mut params = gossipsub::PeerScoreParams::default();
+    if cfg.local {
+        // Every node of a local network shares 127.0.0.1: no penalty for colocation there.
+        params.ip_colocation_factor_weight = 0.0;
+    }
+    let t = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        // A quiet topic: do not punish mesh peers for not delivering messages nobody sent.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // No positive topic score either (time in mesh, first deliveries), so that nothing
+        // offsets P4 and the graylisting count stays exact.
+        time_in_mesh_weight: 0.0,
+        first_message_deliveries_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        // Per decay interval (1 s): about 1% a second, so a strike fades over minutes.
+        invalid_message_deliveries_decay: 0.99,
+        ..Default::default()
+    };
+    params.topics.insert(topic.hash(), t);
+    gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| format!("gossipsub scoring: {e}"))?;
+    gs.subscribe(&topic)
+        .map_err(|e| format!("gossipsub subscribe: {e}"))?;
+    Ok(gs)
+}
+
 /// Builds the behaviour.
-pub fn build(key: &Keypair, cfg: &Valid, store: Store) -> Behaviour {
+pub fn build(
+    key: &Keypair,
+    cfg: &Valid,
+    store: Store,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established(Some(cfg.max_connections))
@@ -88,12 +159,26 @@ pub fn build(key: &Keypair, cfg: &Valid, store: Store) -> Behaviour {
             .with_request_timeout(Duration::from_secs(10))
             .with_max_concurrent_streams(64),
     );
-    Behaviour {
+    let mint_codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(64 * 1024)
+        .set_response_size_maximum(leafnet_mint::MAX_SYNC_MESSAGE as u64);
+    let mint_proto = StreamProtocol::try_from_owned(crate::mint::sync_protocol(&cfg.network))
+        .unwrap_or(StreamProtocol::new("/leafnet/main/mint-sync/1"));
+    let mint_sync = request_response::Behaviour::with_codec(
+        mint_codec,
+        [(mint_proto, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(30))
+            .with_max_concurrent_streams(64),
+    );
+    Ok(Behaviour {
+        gossipsub: gossipsub(key, cfg, registry)?,
+        mint_sync,
         geo,
         blocked: Default::default(),
         limits: connection_limits::Behaviour::new(limits),
         identify,
         ping,
         kad,
-    }
+    })
 }

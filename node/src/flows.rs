@@ -255,3 +255,34 @@ impl Ctx {
         Err(anyhow::anyhow!("no radius left to search"))
     }
 }
+
+/// Mint notes.
+impl Ctx {
+    /// This node has seen a statement (its signed bytes): verified, stored durably, gossiped.
+    pub async fn mint_observe(&self, statement: &[u8]) -> anyhow::Result<model::Observed> {
+        let statement = leafnet_mint::SignedStatement::open(statement)
+            .map_err(|e| BadInput(format!("not a valid mint statement: {e}")))?;
+        self.ask(|reply| Command::MintObserve { statement, reply })
+            .await?
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// Per (issuer, asset, series): hashes seen, observers, equivocation.
+    pub async fn mint_status(&self, issuer: Option<&str>) -> anyhow::Result<model::MintStatus> {
+        let issuer = match issuer {
+            None => None,
+            Some(k) => Some(
+                AccountId::parse(k)
+                    .map_err(|_| BadInput(format!("issuer '{k}' is not 64 hex characters")))?
+                    .0,
+            ),
+        };
+        self.ask(|reply| Command::MintStatus { issuer, reply })
+            .await
+    }
+
+    /// Every equivocation proof held.
+    pub async fn mint_proofs(&self) -> anyhow::Result<Vec<model::MintProof>> {
+        self.ask(Command::MintProofs).await
+    }
+}

@@ -20,6 +20,7 @@ pub mod client;
 pub mod datadir;
 pub mod flows;
 pub(crate) mod metrics;
+pub mod mint;
 pub mod model;
 pub mod near;
 pub mod peers;
@@ -69,6 +70,7 @@ pub struct Node {
     api: Option<tokio::task::JoinHandle<()>>,
     addr_file: Option<PathBuf>,
     timeout: Duration,
+    registry: Arc<prometheus_client::registry::Registry>,
 }
 
 fn listen_error(addr: &Multiaddr, e: libp2p::TransportError<std::io::Error>) -> anyhow::Error {
@@ -100,6 +102,9 @@ impl Node {
             .filter(|s| s.profile.host_peer() == Some(peer_id))
             .collect();
         let db_handle = db.clone();
+        let observer = records::signing_key(&keypair)
+            .context("the node key is not an ed25519 key (needed to sign mint observations)")?;
+        let mint = mint::MintState::load(&db, &cfg.network, observer, cfg.mint.max_items as usize)?;
         let mut store_cfg = leafnet_storage::kad::Config::default();
         store_cfg.max_records = cfg.kad.max_records as usize;
         store_cfg.max_provider_keys = cfg.kad.max_records as usize;
@@ -121,7 +126,10 @@ impl Node {
             .with_other_transport(|key| transport::build(key, sel))
             .map_err(|e| anyhow::anyhow!("cannot build transports: {e}"))?
             .with_bandwidth_metrics(&mut registry)
-            .with_behaviour(|key| behaviour::build(key, &cfg, store))
+            .with_behaviour(|key| {
+                behaviour::build(key, &cfg, store, &mut registry)
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            })
             .map_err(|e| anyhow::anyhow!("cannot build behaviour: {e}"))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
             .with_connection_timeout(Duration::from_secs(10))
@@ -172,6 +180,7 @@ impl Node {
             }
         }
 
+        let registry = Arc::new(registry);
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (sd_tx, sd_rx) = watch::channel(false);
         let timeout = cfg.kad.query_timeout + Duration::from_secs(5);
@@ -197,7 +206,7 @@ impl Node {
                     ctx: ctx.clone(),
                     commands: cmd_tx.clone(),
                     token: a.token.into(),
-                    registry: Arc::new(registry),
+                    registry: registry.clone(),
                     timeout,
                 };
                 let mut sd = sd_rx.clone();
@@ -216,8 +225,9 @@ impl Node {
             }
         };
 
-        let mut actor =
-            swarm::Actor::new(swarm, cfg, keypair, account, hosted, metrics, cmd_rx, sd_rx);
+        let mut actor = swarm::Actor::new(
+            swarm, cfg, keypair, account, hosted, mint, metrics, cmd_rx, sd_rx,
+        );
         actor.bootstrap();
         let span = tracing::info_span!("node", id = %short(&peer_id));
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -226,7 +236,7 @@ impl Node {
                 for ev in early {
                     actor.on_event_public(ev);
                 }
-                actor.run().await;
+                Box::pin(actor.run()).await;
             },
             span,
         ));
@@ -241,6 +251,7 @@ impl Node {
             api: api_task,
             addr_file,
             timeout,
+            registry,
         })
     }
 
@@ -286,6 +297,18 @@ impl Node {
         self.ask(|reply| Command::Dial { addr, reply })
             .await?
             .map_err(anyhow::Error::msg)
+    }
+
+    /// The node's metrics in Prometheus text, as `/metrics` serves them.
+    pub fn metrics_text(&self) -> String {
+        let mut buf = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut buf, &self.registry);
+        buf
+    }
+
+    /// Mint notes: observe a statement, status, proofs (see [`flows::Ctx`]).
+    pub fn mint(&self) -> &flows::Ctx {
+        &self.ctx
     }
 
     /// Profile and location operations (see [`flows::Ctx`]).

@@ -19,6 +19,8 @@ macro_rules! outln {
     }};
 }
 
+mod mint_cli;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
@@ -66,6 +68,9 @@ enum Cmd {
     /// Nodes by place.
     #[command(subcommand)]
     Nodes(NodesCmd),
+    /// Compare notes on mint files: sign and observe issuer statements, find equivocation.
+    #[command(subcommand)]
+    Mint(mint_cli::MintCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -291,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let dd = DataDir::new(cli.data_dir.clone().unwrap_or_else(DataDir::default_root));
     match cli.cmd {
         Cmd::Node(NodeCmd::Run(flags)) => run_node(&dd, &flags).await,
+        Cmd::Mint(cmd) => mint_cli::run(cmd, &dd, cli.json).await,
         Cmd::Config(ConfigCmd::Show(flags)) => {
             let cfg = effective(&dd, &flags)?;
             cfg.validate()?;
@@ -627,6 +633,11 @@ fn print_status(s: &model::Status) -> anyhow::Result<()> {
     outln!("connected peers {}", s.connected_peers);
     outln!("routing table   {} peers", s.routing_table_size);
     outln!("banned peers    {}", s.banned_peers);
+    outln!(
+        "mint            {} item(s), {} topic peer(s)",
+        s.mint_items,
+        s.mint_topic_peers
+    );
     outln!("uptime          {} s", s.uptime_secs);
     outln!(
         "listen          {}",

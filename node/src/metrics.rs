@@ -18,6 +18,9 @@ pub(crate) struct Metrics {
     pub records_rejected: Family<Reason, Counter>,
     pub peers_banned: Counter,
     pub connected_peers: Gauge,
+    pub mint_items: Counter,
+    pub mint_equivocations: Counter,
+    pub mint_rejected: Counter,
 }
 
 impl Metrics {
@@ -31,6 +34,9 @@ impl Metrics {
             records_rejected: Family::default(),
             peers_banned: Counter::default(),
             connected_peers: Gauge::default(),
+            mint_items: Counter::default(),
+            mint_equivocations: Counter::default(),
+            mint_rejected: Counter::default(),
         };
         sub.register(
             "dht_records_accepted",
@@ -51,6 +57,21 @@ impl Metrics {
             "connected_peers",
             "Peers with at least one connection",
             m.connected_peers.clone(),
+        );
+        sub.register(
+            "mint_items",
+            "Mint observations and proofs learned (gossip, anti-entropy or observed here)",
+            m.mint_items.clone(),
+        );
+        sub.register(
+            "mint_equivocations",
+            "Mint issuers found equivocating (new proofs, one per series)",
+            m.mint_equivocations.clone(),
+        );
+        sub.register(
+            "mint_rejected",
+            "Invalid mint gossip messages and sync items refused",
+            m.mint_rejected.clone(),
         );
         m
     }

@@ -25,6 +25,10 @@ pub struct Status {
     /// Geo cell announcements running or waiting to be retried.
     pub announcements_pending: usize,
     pub banned_peers: usize,
+    /// Peers subscribed to this network's mint gossip topic.
+    pub mint_topic_peers: usize,
+    /// Mint observations and proofs held.
+    pub mint_items: usize,
     pub storage: Storage,
     pub uptime_secs: u64,
 }
@@ -210,4 +214,46 @@ pub struct NodesNear {
     pub nodes_contacted: usize,
     pub results: Vec<NearNode>,
     pub elapsed_ms: f64,
+}
+
+/// `POST /v1/mint/observe`: a signed issuer statement, hex.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObserveRequest {
+    pub statement_hex: String,
+}
+
+/// What `mint observe` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Observed {
+    pub statement_id: String,
+    pub issuer: String,
+    pub asset: String,
+    pub series: u64,
+    pub mint_hash: String,
+    /// False when this node had observed the statement already.
+    pub new: bool,
+    /// The issuer is a proven equivocator (for any series).
+    pub equivocation: bool,
+}
+
+/// `GET /v1/mint/status?issuer=`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MintStatus {
+    /// Observations and proofs held.
+    pub items: usize,
+    pub series: Vec<leafnet_mint::SeriesStatus>,
+}
+
+/// `GET /v1/mint/proofs`: one equivocation proof.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MintProof {
+    pub id: String,
+    pub issuer: String,
+    pub asset: String,
+    pub series: u64,
+    pub hashes: [String; 2],
+    /// The portable proof (`leafnet mint verify-proof` checks it offline).
+    pub proof_hex: String,
+    /// When this node found or received it (unix µs); absent for proofs loaded at start.
+    pub detected_at_us: Option<u64>,
 }

@@ -79,6 +79,15 @@ pub enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    MintObserve {
+        statement: leafnet_mint::SignedStatement,
+        reply: oneshot::Sender<Result<model::Observed, String>>,
+    },
+    MintStatus {
+        issuer: Option<[u8; 32]>,
+        reply: oneshot::Sender<model::MintStatus>,
+    },
+    MintProofs(oneshot::Sender<Vec<model::MintProof>>),
 }
 
 type ProvideReply = oneshot::Sender<Result<model::Provided, String>>;
@@ -146,6 +155,7 @@ pub(crate) struct Actor {
     /// Failed cell announcements waiting for their retry.
     pub(crate) announce_retry: Vec<(Instant, String, u32)>,
     pub(crate) profiles_due: Option<Instant>,
+    pub(crate) mint: crate::mint::MintState,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -203,6 +213,7 @@ impl Actor {
         key: Keypair,
         account: ed25519_dalek::SigningKey,
         hosted: Vec<leafnet_profile::SignedProfile>,
+        mint: crate::mint::MintState,
         metrics: Metrics,
         commands: mpsc::Receiver<Command>,
         shutdown: watch::Receiver<bool>,
@@ -212,6 +223,7 @@ impl Actor {
             .and_then(|(lat, lon)| leafnet_geo::Location::from_degrees(lat, lon).ok());
         let max_hosted = cfg.max_hosted_profiles as usize;
         let mut a = Self {
+            mint,
             account,
             location,
             max_hosted,
@@ -307,6 +319,7 @@ impl Actor {
             }
         }
         tracing::info!("shutting down: flushing the database");
+        self.mint_write();
         if let Some(h) = self.flushing.take() {
             let _ = h.await;
         }
@@ -332,8 +345,9 @@ impl Actor {
         if self.flushing.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
+        let mint_dirty = std::mem::take(&mut self.mint.dirty);
         let store = self.swarm.behaviour_mut().kad.store_mut();
-        if !store.take_dirty() {
+        if !store.take_dirty() && !mint_dirty {
             return;
         }
         let db = store.database().clone();
@@ -353,6 +367,7 @@ impl Actor {
             self.publish_node_record();
         }
         self.retry_announcements(now);
+        self.mint_tick(now);
         if self.profiles_due.is_some_and(|t| t <= now) {
             self.republish_profiles();
         }
@@ -505,6 +520,13 @@ impl Actor {
                 limit,
                 reply,
             } => self.near(centre, radius_m, filter, limit, reply),
+            Command::MintObserve { statement, reply } => self.mint_observe(statement, reply),
+            Command::MintStatus { issuer, reply } => {
+                let _ = reply.send(self.mint_status(issuer));
+            }
+            Command::MintProofs(reply) => {
+                let _ = reply.send(self.mint_proofs());
+            }
             Command::Dial { addr, reply } => {
                 let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
                 let id = opts.connection_id();
@@ -561,6 +583,8 @@ impl Actor {
             kad_queries_in_flight: self.swarm.behaviour_mut().kad.iter_queries().count(),
             announcements_pending: self.announcements_pending(),
             banned_peers: self.scores.banned(Instant::now()),
+            mint_topic_peers: self.mint_topic_peers(),
+            mint_items: self.mint.book.len(),
             storage,
             uptime_secs: self.started.elapsed().as_secs(),
         }
@@ -621,6 +645,11 @@ impl Actor {
                 self.on_identify(e);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Geo(e)) => self.on_geo(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => {
+                self.metrics.libp2p.record(&e);
+                self.on_gossip(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::MintSync(e)) => self.on_mint_sync(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 self.metrics.libp2p.record(&e);
                 let ping::Event {
@@ -655,11 +684,16 @@ impl Actor {
                     ConnectedPoint::Dialer { address, .. } => (address, false),
                     ConnectedPoint::Listener { send_back_addr, .. } => (send_back_addr, true),
                 };
+                let first = !self.conns.contains_key(&peer_id);
                 self.conns.entry(peer_id).or_default().push(Conn {
                     id: connection_id,
                     addr,
                     inbound,
                 });
+                if first {
+                    // Anti-entropy on connect: pull what this peer has and we lack.
+                    self.mint_sync_with(peer_id);
+                }
                 self.metrics.connected_peers.set(self.conns.len() as i64);
                 if let Some(r) = self.dial_q.remove(&connection_id) {
                     let _ = r.send(Ok(()));

@@ -19,6 +19,7 @@
 )]
 
 pub mod kad;
+pub mod mint;
 pub mod profiles;
 
 use std::{
@@ -138,6 +139,7 @@ impl Database {
             }
             kad::create_tables(&tx)?;
             profiles::create_tables(&tx)?;
+            mint::create_tables(&tx)?;
         }
         tx.commit()?;
         Ok(())
