@@ -67,3 +67,53 @@ async fn records_and_providers_survive_restart() -> anyhow::Result<()> {
     shutdown_all(vec![a, c]).await;
     Ok(())
 }
+
+/// Mint notes survive a restart: the node's own observation (written durably before the API
+/// answered) and what it learned from a peer (written at the next tick, flushed at shutdown),
+/// including the equivocation proof.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mint_notes_survive_restart() -> anyhow::Result<()> {
+    use ed25519_dalek::SigningKey;
+    use leafnet_mint::{SignedStatement, Statement};
+    let issuer = SigningKey::from_bytes(&[11; 32]);
+    let issuer_hex = hex::encode(issuer.verifying_key().to_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    let st = |file: &[u8]| {
+        SignedStatement::seal(
+            &issuer,
+            Statement {
+                issuer: issuer.verifying_key().to_bytes(),
+                asset: "EUR".into(),
+                series: 3,
+                mint_hash: leafnet_mint::mint_hash(file),
+                valid_from_ms: now,
+                valid_until_ms: now + 3_600_000,
+            },
+        )
+        .unwrap()
+        .to_bytes()
+    };
+    let a = start_mem_node(&[]).await?;
+    let b = start_mem_node(&[a.addr()]).await?;
+    a.node.mint().mint_observe(&st(b"one")).await?;
+    b.node.mint().mint_observe(&st(b"two")).await?;
+    wait_until(Duration::from_secs(20), "a holds the proof", || async {
+        Ok(!a.node.mint().mint_proofs().await?.is_empty())
+    })
+    .await?;
+    let before = a.node.mint().mint_status(Some(&issuer_hex)).await?;
+    let (a_key, a_dir) = (a.keypair.clone(), a.dir);
+    a.node.shutdown().await;
+    b.node.shutdown().await;
+    // Alone after the restart: everything comes from its own database.
+    let a = start_mem_node_with(mem_config(&[]), a_key, a_dir).await?;
+    let after = a.node.mint().mint_status(Some(&issuer_hex)).await?;
+    assert_eq!(after.items, before.items);
+    assert!(after.series[0].equivocation, "{after:?}");
+    assert_eq!(after.series[0].hashes.len(), 2);
+    assert_eq!(a.node.mint().mint_proofs().await?.len(), 1);
+    a.node.shutdown().await;
+    Ok(())
+}
