@@ -55,6 +55,9 @@ pub struct NodeOptions {
     pub account: ed25519_dalek::SigningKey,
     pub db_path: PathBuf,
     pub api: Option<ApiOptions>,
+    /// Tests and benchmarks only: one-way latency injected per remote address on the memory
+    /// and TCP transports (`transport::delay`).
+    pub latency: Option<transport::delay::Latency>,
 }
 
 /// A running node.
@@ -92,6 +95,7 @@ impl Node {
             account,
             db_path,
             api,
+            latency,
         } = opts;
         let peer_id = keypair.public().to_peer_id();
         let db = Database::open(&db_path)?;
@@ -120,10 +124,11 @@ impl Node {
             quic: cfg.quic,
             websocket: cfg.websocket,
             memory: cfg.memory,
+            latency,
         };
         let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
-            .with_other_transport(|key| transport::build(key, sel))
+            .with_other_transport(|key| transport::build(key, sel.clone()))
             .map_err(|e| anyhow::anyhow!("cannot build transports: {e}"))?
             .with_bandwidth_metrics(&mut registry)
             .with_behaviour(|key| {

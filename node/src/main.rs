@@ -579,6 +579,7 @@ async fn run_node(dd: &DataDir, flags: &Flags) -> anyhow::Result<()> {
             token,
             addr_file: Some(dd.api_addr()),
         }),
+        latency: None,
     })
     .await?;
     tracing::info!(

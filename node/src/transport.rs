@@ -3,6 +3,7 @@
 //! touches only this file's [`build`] and the config's list of names. DNS resolution wraps the
 //! combination once (see [`build`]); a transport module must not add its own.
 
+pub mod delay;
 mod memory;
 mod quic;
 mod tcp;
@@ -22,12 +23,66 @@ pub type BoxedTransport = Boxed<(PeerId, StreamMuxerBox)>;
 pub(crate) type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 
 /// Which transports to build.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct Selection {
     pub tcp: bool,
     pub quic: bool,
     pub websocket: bool,
     pub memory: bool,
+    /// Tests and benchmarks: delay the memory and TCP transports' bytes by this one-way latency
+    /// per remote address ([`delay`]).
+    pub latency: Option<delay::Latency>,
+}
+
+impl std::fmt::Debug for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Selection")
+            .field("tcp", &self.tcp)
+            .field("quic", &self.quic)
+            .field("websocket", &self.websocket)
+            .field("memory", &self.memory)
+            .field("latency", &self.latency)
+            .finish()
+    }
+}
+
+/// noise + yamux over a stream transport, optionally delayed ([`delay`]).
+pub(crate) fn secure<T>(
+    raw: T,
+    key: &Keypair,
+    version: libp2p::core::upgrade::Version,
+    latency: Option<delay::Latency>,
+) -> Result<BoxedTransport, BoxErr>
+where
+    T: libp2p::Transport + Send + Unpin + 'static,
+    T::Output: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
+    T::Error: Send + Sync + 'static,
+    T::Dial: Send,
+    T::ListenerUpgrade: Send,
+{
+    fn finish<S>(
+        t: Boxed<S>,
+        key: &Keypair,
+        version: libp2p::core::upgrade::Version,
+    ) -> Result<BoxedTransport, BoxErr>
+    where
+        S: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static,
+    {
+        Ok(t.upgrade(version)
+            .authenticate(libp2p::noise::Config::new(key)?)
+            .multiplex(libp2p::yamux::Config::default())
+            .map(|(p, c), _| (p, StreamMuxerBox::new(c)))
+            .boxed())
+    }
+    match latency {
+        None => finish(raw.boxed(), key, version),
+        Some(l) => finish(
+            raw.map(move |c, cp| delay::Delayed::new(c, l.of(delay::remote(&cp))))
+                .boxed(),
+            key,
+            version,
+        ),
+    }
 }
 
 /// Builds the enabled transports into one.
@@ -37,13 +92,13 @@ pub fn build(key: &Keypair, sel: Selection) -> Result<BoxedTransport, BoxErr> {
         parts.push(quic::build(key)?);
     }
     if sel.tcp {
-        parts.push(tcp::build(key)?);
+        parts.push(tcp::build(key, sel.latency.clone())?);
     }
     if sel.websocket {
         parts.push(websocket::build(key)?);
     }
     if sel.memory {
-        parts.push(memory::build(key)?);
+        parts.push(memory::build(key, sel.latency.clone())?);
     }
     let combined = parts
         .into_iter()

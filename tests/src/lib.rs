@@ -58,6 +58,17 @@ pub async fn start_mem_node_with(
     keypair: Keypair,
     dir: tempfile::TempDir,
 ) -> anyhow::Result<TestNode> {
+    start_mem_node_delayed(config, keypair, dir, None).await
+}
+
+/// [`start_mem_node_with`] whose memory transport delays every byte by `latency`'s one-way
+/// delay for the remote address (see `leafnet_node::transport::delay`).
+pub async fn start_mem_node_delayed(
+    config: Valid,
+    keypair: Keypair,
+    dir: tempfile::TempDir,
+    latency: Option<leafnet_node::transport::delay::Latency>,
+) -> anyhow::Result<TestNode> {
     // The account key lives in the temp dir, as in a real data dir, so a restart keeps it.
     let account = leafnet_node::datadir::DataDir::new(dir.path()).load_or_create_account()?;
     let node = Node::start(NodeOptions {
@@ -66,6 +77,7 @@ pub async fn start_mem_node_with(
         account,
         db_path: dir.path().join("leafnet.redb"),
         api: None,
+        latency,
     })
     .await?;
     Ok(TestNode { node, keypair, dir })

@@ -1,17 +1,9 @@
 //! The in-process memory transport (`/memory/N`), for tests and benchmarks.
 
-use libp2p::{
-    Transport as _, core::muxing::StreamMuxerBox, core::transport::MemoryTransport,
-    core::upgrade::Version, identity::Keypair, noise, yamux,
-};
+use libp2p::{core::transport::MemoryTransport, core::upgrade::Version, identity::Keypair};
 
-use super::{BoxErr, BoxedTransport};
+use super::{BoxErr, BoxedTransport, delay::Latency};
 
-pub(super) fn build(key: &Keypair) -> Result<BoxedTransport, BoxErr> {
-    Ok(MemoryTransport::default()
-        .upgrade(Version::V1)
-        .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux::Config::default())
-        .map(|(p, c), _| (p, StreamMuxerBox::new(c)))
-        .boxed())
+pub(super) fn build(key: &Keypair, latency: Option<Latency>) -> Result<BoxedTransport, BoxErr> {
+    super::secure(MemoryTransport::default(), key, Version::V1, latency)
 }

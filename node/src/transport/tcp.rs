@@ -1,17 +1,10 @@
 //! TCP + noise + yamux.
 
-use libp2p::{
-    Transport as _, core::muxing::StreamMuxerBox, core::upgrade::Version, identity::Keypair, noise,
-    tcp, yamux,
-};
+use libp2p::{core::upgrade::Version, identity::Keypair, tcp};
 
-use super::{BoxErr, BoxedTransport};
+use super::{BoxErr, BoxedTransport, delay::Latency};
 
-pub(super) fn build(key: &Keypair) -> Result<BoxedTransport, BoxErr> {
+pub(super) fn build(key: &Keypair, latency: Option<Latency>) -> Result<BoxedTransport, BoxErr> {
     let t = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-    Ok(t.upgrade(Version::V1Lazy)
-        .authenticate(noise::Config::new(key)?)
-        .multiplex(yamux::Config::default())
-        .map(|(p, c), _| (p, StreamMuxerBox::new(c)))
-        .boxed())
+    super::secure(t, key, Version::V1Lazy, latency)
 }
