@@ -115,6 +115,11 @@ struct Pooled {
     /// The same with the settled swarm's idle CPU over the phase taken out.
     cpu_ms_per_msg_node_net_of_idle: f64,
     msg_node_per_s: f64,
+    /// Gossip publishes per round, summed over the nodes (leafnet: N observations, plus the
+    /// proof from every node that derived it before it arrived by gossip).
+    publishes_per_round: f64,
+    /// From t0 until every observe/publish call answered.
+    issue_ms: Summary,
 }
 
 fn pooled(s: &run::SwarmOut) -> Pooled {
@@ -151,6 +156,8 @@ fn pooled(s: &run::SwarmOut) -> Pooled {
         cpu_ms_per_msg_node_net_of_idle: (s.phase_cpu_ms - s.idle_cpu_ms_per_s * s.phase_secs)
             / msg_node,
         msg_node_per_s: msg_node / s.phase_secs,
+        publishes_per_round: s.gossip.published / s.rounds.len() as f64,
+        issue_ms: summarize(&s.rounds.iter().map(|r| r.issue_ms).collect::<Vec<_>>()),
     }
 }
 
@@ -296,6 +303,20 @@ async fn bench(args: &Args) -> anyhow::Result<bool> {
             format!("{} / {}", bp.detections, bp.missed),
             "-".into(),
         ]);
+        rows.push(row(
+            n,
+            "all observe/publish calls answered p50",
+            lp.issue_ms.p50,
+            bp.issue_ms.p50,
+            "ms",
+        ));
+        rows.push(row(
+            n,
+            "gossip publishes per round",
+            lp.publishes_per_round,
+            bp.publishes_per_round,
+            "",
+        ));
         rows.push(row(
             n,
             "copies received per message",
