@@ -56,6 +56,7 @@ pub struct Config {
     pub api: Api,
     pub kad: Kad,
     pub mint: Mint,
+    pub relay: Relay,
 }
 
 /// Which network the node belongs to.
@@ -207,6 +208,51 @@ impl Default for Kad {
     }
 }
 
+/// Reachability behind NAT: AutoNAT, circuit relays chosen by latency, hole punching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Relay {
+    /// `auto` (AutoNAT v2 probes decide), `public` or `private` (assume it, e.g. behind a NAT
+    /// you know of).
+    pub reachability: String,
+    /// Serve as a circuit relay (v2) while publicly reachable.
+    pub server: bool,
+    /// Relay server limits: reservations and circuits in all.
+    pub max_reservations: u32,
+    pub max_circuits: u32,
+    /// How many relays a private node reserves on (k).
+    pub reservations: u32,
+    /// Pings per relay candidate in one probe round.
+    pub pings_per_probe: u32,
+    /// How often relay candidates are probed again.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Self {
+            reachability: "auto".into(),
+            server: true,
+            max_reservations: 128,
+            max_circuits: 16,
+            reservations: 2,
+            pings_per_probe: 3,
+            probe_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a node assumes about its reachability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// AutoNAT v2 decides (a local network counts as public).
+    Auto,
+    Public,
+    Private,
+}
+
 /// Comparing notes on mint files: the gossip topic and anti-entropy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -251,6 +297,8 @@ pub struct Overrides {
     pub allow_non_loopback_api: Option<bool>,
     pub kad_mode: Option<String>,
     pub location: Option<String>,
+    /// `relay.reachability`.
+    pub reachability: Option<String>,
 }
 
 /// Kademlia's mode.
@@ -282,6 +330,8 @@ pub struct Valid {
     pub kad_mode: KadMode,
     pub kad: Kad,
     pub mint: Mint,
+    pub relay: Relay,
+    pub reachability: Reachability,
     /// The node's location in degrees (lat, lon).
     pub location: Option<(f64, f64)>,
     pub max_hosted_profiles: u32,
@@ -342,6 +392,9 @@ impl Config {
         }
         if let Some(l) = &o.location {
             self.node.location.clone_from(l);
+        }
+        if let Some(r) = &o.reachability {
+            self.relay.reachability.clone_from(r);
         }
     }
 
@@ -423,6 +476,10 @@ impl Config {
             ("kad.max_provided_keys", self.kad.max_provided_keys),
             ("kad.max_providers_per_key", self.kad.max_providers_per_key),
             ("mint.max_items", self.mint.max_items),
+            ("relay.max_reservations", self.relay.max_reservations),
+            ("relay.max_circuits", self.relay.max_circuits),
+            ("relay.reservations", self.relay.reservations),
+            ("relay.pings_per_probe", self.relay.pings_per_probe),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1"));
@@ -437,6 +494,7 @@ impl Config {
             ),
             ("kad.bootstrap_interval", self.kad.bootstrap_interval),
             ("mint.sync_interval", self.mint.sync_interval),
+            ("relay.probe_interval", self.relay.probe_interval),
         ] {
             if d < Duration::from_secs(1) {
                 return Err(invalid(field, "must be at least 1s"));
@@ -453,6 +511,17 @@ impl Config {
         {
             return Err(invalid("mint.heartbeat", "must be between 50ms and 60s"));
         }
+        let reachability = match self.relay.reachability.as_str() {
+            "auto" => Reachability::Auto,
+            "public" => Reachability::Public,
+            "private" => Reachability::Private,
+            r => {
+                return Err(invalid(
+                    "relay.reachability",
+                    format!("'{r}' is not auto, public or private"),
+                ));
+            }
+        };
         let api: SocketAddr = self.api.listen.parse().map_err(|_| {
             invalid(
                 "api.listen",
@@ -508,6 +577,8 @@ impl Config {
             kad_mode,
             kad: self.kad.clone(),
             mint: self.mint.clone(),
+            relay: self.relay.clone(),
+            reachability,
         })
     }
 }

@@ -16,6 +16,7 @@
 //! | `POST /v1/mint/observe` [`model::ObserveRequest`] | [`model::Observed`] |
 //! | `GET /v1/mint/status?issuer=` | [`model::MintStatus`] |
 //! | `GET /v1/mint/proofs` | `[model::MintProof]` |
+//! | `GET /v1/relays` | [`model::Relays`] |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
 //!
 //! Errors are `{"error": "..."}` with 400 (bad input), 401 (token), 404 (nothing found),
@@ -67,6 +68,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/mint/observe", post(mint_observe))
         .route("/v1/mint/status", get(mint_status))
         .route("/v1/mint/proofs", get(mint_proofs))
+        .route("/v1/relays", get(relays))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
@@ -132,6 +134,10 @@ async fn ask<T>(
 
 async fn status(State(s): State<ApiState>) -> Result<Json<model::Status>, ApiErr> {
     Ok(Json(ask(&s, Command::Status).await?))
+}
+
+async fn relays(State(s): State<ApiState>) -> Result<Json<model::Relays>, ApiErr> {
+    Ok(Json(ask(&s, Command::Relays).await?))
 }
 
 async fn peers(State(s): State<ApiState>) -> Result<Json<Vec<model::Peer>>, ApiErr> {

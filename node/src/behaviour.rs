@@ -6,8 +6,10 @@ use leafnet_config::Valid;
 use leafnet_geo::protocol as geo;
 use leafnet_storage::kad::Store;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity::Keypair,
-    kad, ping, request_response, swarm::NetworkBehaviour,
+    StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
+    identity::Keypair,
+    kad, ping, relay, request_response,
+    swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
 };
 use serde_bytes::ByteBuf;
 
@@ -23,6 +25,12 @@ pub struct Behaviour {
     pub geo: request_response::cbor::Behaviour<geo::Request, geo::Response>,
     pub gossipsub: gossipsub::Behaviour,
     pub mint_sync: request_response::cbor::Behaviour<ByteBuf, ByteBuf>,
+    pub autonat: autonat::v2::client::Behaviour,
+    pub autonat_server: autonat::v2::server::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
+    pub relay_client: relay::client::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub probe: request_response::cbor::Behaviour<u64, u64>,
 }
 
 /// `/leafnet/<network>/kad/1.0.0`.
@@ -127,6 +135,7 @@ pub fn build(
     cfg: &Valid,
     store: Store,
     registry: &mut prometheus_client::registry::Registry,
+    relay_client: relay::client::Behaviour,
 ) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
@@ -171,7 +180,42 @@ pub fn build(
             .with_request_timeout(Duration::from_secs(30))
             .with_max_concurrent_streams(64),
     );
+    let autonat = autonat::v2::client::Behaviour::new(
+        rand::make_rng::<rand::rngs::StdRng>(),
+        autonat::v2::client::Config::default()
+            .with_probe_interval(Duration::from_secs(if cfg.local { 5 } else { 30 })),
+    );
+    let relay_server = cfg.relay.server.then(|| {
+        let mut rc = relay::Config {
+            max_reservations: cfg.relay.max_reservations as usize,
+            max_circuits: cfg.relay.max_circuits as usize,
+            ..Default::default()
+        };
+        if cfg.local {
+            // The default rate limits are per IP: every node of a local network is 127.0.0.1.
+            rc.reservation_rate_limiters.clear();
+            rc.circuit_src_rate_limiters.clear();
+        }
+        relay::Behaviour::new(key.public().to_peer_id(), rc)
+    });
+    let probe_proto = StreamProtocol::try_from_owned(crate::relays::probe_protocol(&cfg.network))
+        .unwrap_or(StreamProtocol::new("/leafnet/main/probe/1"));
+    let probe = request_response::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(64)
+            .set_response_size_maximum(64),
+        [(probe_proto, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(2))
+            .with_max_concurrent_streams(16),
+    );
     Ok(Behaviour {
+        probe,
+        autonat,
+        autonat_server: autonat::v2::server::Behaviour::default(),
+        relay_server: Toggle::from(relay_server),
+        relay_client,
+        dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
         gossipsub: gossipsub(key, cfg, registry)?,
         mint_sync,
         geo,

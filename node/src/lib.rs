@@ -25,6 +25,7 @@ pub mod model;
 pub mod near;
 pub mod peers;
 pub mod records;
+pub mod relays;
 pub mod swarm;
 pub mod transport;
 
@@ -89,6 +90,11 @@ impl Node {
     /// Opens the database, builds the swarm, listens on every configured address (an address
     /// that cannot be bound is an error), binds the API and starts the actor.
     pub async fn start(opts: NodeOptions) -> anyhow::Result<Node> {
+        // The swarm lives across the awaits below; boxing keeps callers' futures small.
+        Box::pin(Self::start_inner(opts)).await
+    }
+
+    async fn start_inner(opts: NodeOptions) -> anyhow::Result<Node> {
         let NodeOptions {
             config: cfg,
             keypair,
@@ -130,9 +136,11 @@ impl Node {
             .with_tokio()
             .with_other_transport(|key| transport::build(key, sel.clone()))
             .map_err(|e| anyhow::anyhow!("cannot build transports: {e}"))?
+            .with_relay_client(libp2p::noise::Config::new, libp2p::yamux::Config::default)
+            .map_err(|e| anyhow::anyhow!("cannot build the relay client: {e}"))?
             .with_bandwidth_metrics(&mut registry)
-            .with_behaviour(|key| {
-                behaviour::build(key, &cfg, store, &mut registry)
+            .with_behaviour(|key, relay_client| {
+                behaviour::build(key, &cfg, store, &mut registry, relay_client)
                     .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| anyhow::anyhow!("cannot build behaviour: {e}"))?
@@ -271,6 +279,10 @@ impl Node {
 
     pub async fn status(&self) -> anyhow::Result<model::Status> {
         self.ask(Command::Status).await
+    }
+
+    pub async fn relays(&self) -> anyhow::Result<model::Relays> {
+        self.ask(Command::Relays).await
     }
 
     pub async fn peers(&self) -> anyhow::Result<Vec<model::Peer>> {

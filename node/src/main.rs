@@ -59,6 +59,8 @@ enum Cmd {
     Peers,
     /// Dial a peer by multiaddr.
     Dial { addr: String },
+    /// Reachability and relays: candidates with probe times, the chosen ones, reservations.
+    Relays,
     /// The DHT: provider records and records.
     #[command(subcommand)]
     Dht(DhtCmd),
@@ -219,6 +221,9 @@ struct Flags {
     /// This node's location, LAT,LON in degrees (for "nodes near").
     #[arg(long, env = "LEAFNET_LOCATION", allow_hyphen_values = true)]
     location: Option<String>,
+    /// Reachability: auto (AutoNAT decides), public or private.
+    #[arg(long, env = "LEAFNET_REACHABILITY")]
+    reachability: Option<String>,
 }
 
 impl Flags {
@@ -234,6 +239,7 @@ impl Flags {
         o.allow_non_loopback_api = self.api_allow_non_loopback.then_some(true);
         o.kad_mode.clone_from(&self.kad_mode);
         o.location.clone_from(&self.location);
+        o.reachability.clone_from(&self.reachability);
         o
     }
 }
@@ -342,6 +348,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print_peers(&p)
             }
+        }
+        Cmd::Relays => {
+            let r: model::Relays = Client::for_data_dir(&dd)?.get("/v1/relays", &[]).await?;
+            if cli.json {
+                return print_json(&r);
+            }
+            outln!(
+                "reachability {} (autonat: {} confirmed, {} failed){}",
+                r.reachability,
+                r.autonat_confirmed,
+                r.autonat_failed,
+                if r.relay_server {
+                    "; serving as a relay"
+                } else {
+                    ""
+                }
+            );
+            for a in &r.circuit_addrs {
+                outln!("circuit address {a}");
+            }
+            outln!(
+                "hole punches: {} direct, {} failed",
+                r.hole_punches_ok,
+                r.hole_punches_failed
+            );
+            outln!(
+                "{:<54} {:<10} {:>9} {:>9}  {:<6} samples (ms)",
+                "candidate",
+                "state",
+                "median",
+                "jitter",
+                "chosen"
+            );
+            for c in &r.candidates {
+                let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.2}"));
+                outln!(
+                    "{:<54} {:<10} {:>9} {:>9}  {:<6} {:?}",
+                    c.peer_id,
+                    c.state,
+                    f(c.median_ms),
+                    f(c.jitter_ms),
+                    if c.chosen { "yes" } else { "" },
+                    c.probe_ms
+                );
+            }
+            Ok(())
         }
         Cmd::Dial { addr } => {
             let _: serde_json::Value = Client::for_data_dir(&dd)?
@@ -675,18 +727,20 @@ fn print_profile(p: &model::Profile) {
 
 fn print_peers(p: &[model::Peer]) -> anyhow::Result<()> {
     outln!(
-        "{:<54} {:<9} {:<8} {:>9}  address",
+        "{:<54} {:<9} {:<8} {:<8} {:>9}  address",
         "peer",
         "transport",
+        "path",
         "dir",
         "rtt ms"
     );
     for x in p {
         let rtt = x.rtt_ms.map_or("-".into(), |r| format!("{r:.2}"));
         outln!(
-            "{:<54} {:<9} {:<8} {:>9}  {}",
+            "{:<54} {:<9} {:<8} {:<8} {:>9}  {}",
             x.peer_id,
             x.transport,
+            x.path,
             x.direction,
             rtt,
             x.address

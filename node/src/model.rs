@@ -46,6 +46,8 @@ pub struct Storage {
 /// One connected peer in `GET /v1/peers`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Peer {
+    /// `direct`, or `relayed` when every connection goes through a relay.
+    pub path: String,
     pub peer_id: String,
     pub address: String,
     /// `tcp`, `quic`, `websocket`, `memory` or `relay`.
@@ -256,4 +258,39 @@ pub struct MintProof {
     pub proof_hex: String,
     /// When this node found or received it (unix µs); absent for proofs loaded at start.
     pub detected_at_us: Option<u64>,
+}
+
+/// `GET /v1/relays`: reachability and relay selection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Relays {
+    /// `public`, `private` or `unknown`.
+    pub reachability: String,
+    /// AutoNAT v2 probes of this node's addresses that succeeded / failed.
+    pub autonat_confirmed: u32,
+    pub autonat_failed: u32,
+    /// This node serves as a relay now.
+    pub relay_server: bool,
+    /// This node's relayed (`/p2p-circuit`) addresses.
+    pub circuit_addrs: Vec<String>,
+    /// Relays reserved on (or being asked).
+    pub chosen: Vec<String>,
+    pub candidates: Vec<RelayCandidate>,
+    pub hole_punches_ok: u64,
+    pub hole_punches_failed: u64,
+}
+
+/// One relay candidate in [`Relays`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelayCandidate {
+    pub peer_id: String,
+    /// provider, bootstrap, identify.
+    pub sources: Vec<String>,
+    /// Probe times kept, oldest first (one request-response exchange each).
+    pub probe_ms: Vec<f64>,
+    pub median_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub failures: u32,
+    /// none, requested, active, failed.
+    pub state: String,
+    pub chosen: bool,
 }

@@ -31,7 +31,8 @@ pub fn registry() -> Registry {
     r.register(NodeNs)
         .register(DHT_NS)
         .register(leafnet_profile::Validator)
-        .register(GEO_NS);
+        .register(GEO_NS)
+        .register(RELAY_NS);
     r
 }
 
@@ -182,6 +183,13 @@ const GEO_NS: ProvidersOnly = ProvidersOnly {
     ns: "geo",
     key_ok: is_geohash,
     what: "a geohash",
+};
+
+/// `/leafnet/relay/v1`: publicly reachable nodes that serve as circuit relays.
+const RELAY_NS: ProvidersOnly = ProvidersOnly {
+    ns: "relay",
+    key_ok: |k| k == "v1",
+    what: "v1",
 };
 
 #[cfg(test)]

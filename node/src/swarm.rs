@@ -88,14 +88,15 @@ pub enum Command {
         reply: oneshot::Sender<model::MintStatus>,
     },
     MintProofs(oneshot::Sender<Vec<model::MintProof>>),
+    Relays(oneshot::Sender<model::Relays>),
 }
 
 type ProvideReply = oneshot::Sender<Result<model::Provided, String>>;
 
 pub(crate) struct Conn {
-    id: ConnectionId,
-    addr: Multiaddr,
-    inbound: bool,
+    pub(crate) id: ConnectionId,
+    pub(crate) addr: Multiaddr,
+    pub(crate) inbound: bool,
 }
 
 pub(crate) struct ProvidersQuery {
@@ -156,6 +157,9 @@ pub(crate) struct Actor {
     pub(crate) announce_retry: Vec<(Instant, String, u32)>,
     pub(crate) profiles_due: Option<Instant>,
     pub(crate) mint: crate::mint::MintState,
+    pub(crate) relay: crate::relays::RelayState,
+    /// Lookups of relay providers.
+    pub(crate) relay_find_q: HashSet<QueryId>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -222,7 +226,14 @@ impl Actor {
             .location
             .and_then(|(lat, lon)| leafnet_geo::Location::from_degrees(lat, lon).ok());
         let max_hosted = cfg.max_hosted_profiles as usize;
+        let seed = u64::from_le_bytes(
+            key.public().to_peer_id().to_bytes()[2..10]
+                .try_into()
+                .unwrap_or([7; 8]),
+        ) ^ now_ms();
         let mut a = Self {
+            relay: crate::relays::RelayState::new(&cfg, seed),
+            relay_find_q: HashSet::new(),
             mint,
             account,
             location,
@@ -368,12 +379,13 @@ impl Actor {
         }
         self.retry_announcements(now);
         self.mint_tick(now);
+        self.relays_tick(now);
         if self.profiles_due.is_some_and(|t| t <= now) {
             self.republish_profiles();
         }
     }
 
-    fn update_kad_mode(&mut self) {
+    pub(crate) fn update_kad_mode(&mut self) {
         let mode = match self.cfg.kad_mode {
             KadMode::Server => kad::Mode::Server,
             KadMode::Client => kad::Mode::Client,
@@ -392,22 +404,9 @@ impl Actor {
         self.swarm.behaviour_mut().kad.set_mode(Some(mode));
     }
 
-    /// Publicly reachable, as far as this node knows without AutoNAT: a local network, or an
-    /// external address that is neither relayed nor loopback.
+    /// Publicly reachable (see [`crate::relays`]): a relayed address never counts.
     fn reachable(&self) -> bool {
-        self.cfg.local
-            || self
-                .swarm
-                .external_addresses()
-                .any(|a| !is_relayed(a) && !is_loopback_or_unspecified(a))
-    }
-
-    fn reachability(&self) -> &'static str {
-        if self.reachable() {
-            "public"
-        } else {
-            "unknown"
-        }
+        self.reachability_now() == "public"
     }
 
     fn publish_node_record(&mut self) {
@@ -524,6 +523,9 @@ impl Actor {
             Command::MintStatus { issuer, reply } => {
                 let _ = reply.send(self.mint_status(issuer));
             }
+            Command::Relays(reply) => {
+                let _ = reply.send(self.relays());
+            }
             Command::MintProofs(reply) => {
                 let _ = reply.send(self.mint_proofs());
             }
@@ -573,7 +575,7 @@ impl Actor {
                 .external_addresses()
                 .map(ToString::to_string)
                 .collect(),
-            reachability: self.reachability().into(),
+            reachability: self.reachability_now().into(),
             kad_mode: match self.swarm.behaviour().kad.mode() {
                 kad::Mode::Server => "server".into(),
                 kad::Mode::Client => "client".into(),
@@ -606,6 +608,12 @@ impl Actor {
                     transport_of(&c.addr).unwrap_or("unknown")
                 };
                 Some(model::Peer {
+                    path: if conns.iter().any(|c| !is_relayed(&c.addr)) {
+                        "direct"
+                    } else {
+                        "relayed"
+                    }
+                    .into(),
                     peer_id: peer.to_string(),
                     address: c.addr.to_string(),
                     transport: transport.into(),
@@ -650,6 +658,18 @@ impl Actor {
                 self.on_gossip(e);
             }
             SwarmEvent::Behaviour(BehaviourEvent::MintSync(e)) => self.on_mint_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.on_autonat(e),
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(_)) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(e)) => {
+                self.metrics.libp2p.record(&e);
+                self.on_relay_server(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => self.on_relay_client(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => {
+                self.metrics.libp2p.record(&e);
+                self.on_dcutr(e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Probe(e)) => self.on_probe(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 self.metrics.libp2p.record(&e);
                 let ping::Event {
@@ -669,6 +689,9 @@ impl Actor {
                 }
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
+                if !self.on_external_confirmed(&address) {
+                    return;
+                }
                 tracing::info!(%address, "external address");
                 self.update_kad_mode();
                 self.node_record_due = Some(Instant::now() + Duration::from_secs(1));
@@ -733,9 +756,12 @@ impl Actor {
             }
             SwarmEvent::ListenerError { error, .. } => tracing::warn!(%error, "listener error"),
             SwarmEvent::ListenerClosed {
-                addresses, reason, ..
+                listener_id,
+                addresses,
+                reason,
             } => {
-                tracing::warn!(?addresses, ?reason, "listener closed")
+                tracing::info!(?addresses, ?reason, "listener closed");
+                self.on_listener_closed(listener_id);
             }
             _ => {}
         }
@@ -749,6 +775,9 @@ impl Actor {
         if info.protocol_version != behaviour::identify_version(&self.cfg.network) {
             tracing::debug!(%peer_id, version = %info.protocol_version, "peer of another network");
             return;
+        }
+        if info.protocols.contains(&libp2p::relay::HOP_PROTOCOL_NAME) {
+            self.on_hop_peer(peer_id);
         }
         let kad_proto = behaviour::kad_protocol(&self.cfg.network);
         if !info.protocols.contains(&kad_proto) {
@@ -862,6 +891,14 @@ impl Actor {
                 self.on_cell_providers(id, found, last);
             }
             QueryResult::PutRecord(r) => self.on_put_result(id, r.is_ok()),
+            QueryResult::GetProviders(r) if self.relay_find_q.contains(&id) => {
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
+                    self.on_relay_providers(providers);
+                }
+                if last {
+                    self.relay_find_q.remove(&id);
+                }
+            }
             QueryResult::GetProviders(r) => {
                 let Some(q) = self.providers_q.get_mut(&id) else {
                     return;

@@ -77,8 +77,11 @@ where
     match latency {
         None => finish(raw.boxed(), key, version),
         Some(l) => finish(
-            raw.map(move |c, cp| delay::Delayed::new(c, l.of(delay::remote(&cp))))
-                .boxed(),
+            raw.map(move |c, cp| {
+                let (l, addr) = (l.clone(), delay::remote(&cp).clone());
+                delay::Delayed::with(c, std::sync::Arc::new(move || l.of(&addr)))
+            })
+            .boxed(),
             key,
             version,
         ),

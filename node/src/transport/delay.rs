@@ -27,7 +27,8 @@ use libp2p::{Multiaddr, core::ConnectedPoint};
 use tokio::time::Instant;
 
 /// One-way delay per remote address: the dialed address as given (it may end in `/p2p/<id>`),
-/// or the send-back address of an inbound connection.
+/// or the send-back address of an inbound connection. It is asked again for every chunk, so a
+/// test may change the latency of open connections.
 #[derive(Clone)]
 pub struct Latency(pub Arc<dyn Fn(&Multiaddr) -> Duration + Send + Sync>);
 
@@ -64,13 +65,13 @@ pub struct Delayed {
     waiting: Option<(Pin<Box<tokio::time::Sleep>>, Msg)>,
     eof: bool,
     outgoing: mpsc::Sender<Msg>,
-    one_way: Duration,
+    one_way: Arc<dyn Fn() -> Duration + Send + Sync>,
 }
 
 impl std::fmt::Debug for Delayed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delayed")
-            .field("one_way", &self.one_way)
+            .field("one_way", &(self.one_way)())
             .finish_non_exhaustive()
     }
 }
@@ -84,11 +85,21 @@ pub fn remote(cp: &ConnectedPoint) -> &Multiaddr {
 }
 
 impl Delayed {
-    /// Wraps `inner`, delaying each direction by `one_way`. Needs a tokio runtime.
+    /// Wraps `inner`, delaying each direction by a fixed `one_way`. Needs a tokio runtime.
     pub fn new<S>(inner: S, one_way: Duration) -> Self
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        Self::with(inner, Arc::new(move || one_way))
+    }
+
+    /// Wraps `inner`, delaying each chunk by `one_way()` at the time it is read or written, so
+    /// a test can change the latency of open connections.
+    pub fn with<S>(inner: S, one_way: Arc<dyn Fn() -> Duration + Send + Sync>) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let read_delay = one_way.clone();
         let (mut r, mut w) = inner.split();
         let (mut in_tx, in_rx) = mpsc::channel::<Msg>(QUEUE);
         let (out_tx, mut out_rx) = mpsc::channel::<Msg>(QUEUE);
@@ -97,12 +108,12 @@ impl Delayed {
             loop {
                 let n = match r.read(&mut buf).await {
                     Ok(0) | Err(_) => {
-                        let _ = in_tx.send(Msg::Close(Instant::now() + one_way)).await;
+                        let _ = in_tx.send(Msg::Close(Instant::now() + read_delay())).await;
                         return;
                     }
                     Ok(n) => n,
                 };
-                let due = Instant::now() + one_way;
+                let due = Instant::now() + read_delay();
                 if in_tx.send(Msg::Data(due, buf[..n].to_vec())).await.is_err() {
                     return;
                 }
@@ -192,7 +203,7 @@ impl AsyncWrite for Delayed {
             Poll::Ready(Ok(())) => {}
         }
         let n = buf.len().min(CHUNK);
-        let due = Instant::now() + self.one_way;
+        let due = Instant::now() + (self.one_way)();
         self.outgoing
             .start_send(Msg::Data(due, buf[..n].to_vec()))
             .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
@@ -209,7 +220,7 @@ impl AsyncWrite for Delayed {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(_)) => Poll::Ready(Ok(())),
             Poll::Ready(Ok(())) => {
-                let due = Instant::now() + self.one_way;
+                let due = Instant::now() + (self.one_way)();
                 let _ = self.outgoing.start_send(Msg::Close(due));
                 self.outgoing.close_channel();
                 Poll::Ready(Ok(()))
