@@ -257,7 +257,13 @@ pub struct Valid {
     /// The node's location in degrees (lat, lon).
     pub location: Option<(f64, f64)>,
     pub max_hosted_profiles: u32,
+    /// How long a radius query reuses a cell's provider list (0: never). Not in the file: a
+    /// knob for tests and benchmarks; the default is [`GEO_PROVIDER_CACHE`].
+    pub geo_provider_cache: Duration,
 }
+
+/// The default of [`Valid::geo_provider_cache`].
+pub const GEO_PROVIDER_CACHE: Duration = Duration::from_secs(30);
 
 impl Config {
     /// Reads a file; a missing file is an error (the node writes defaults on first run).
@@ -456,6 +462,7 @@ impl Config {
         Ok(Valid {
             location,
             max_hosted_profiles: self.node.max_hosted_profiles,
+            geo_provider_cache: GEO_PROVIDER_CACHE,
             network: name.clone(),
             local: self.network.local,
             tcp,
