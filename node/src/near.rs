@@ -7,10 +7,27 @@
 //!   cells are announced as provider records `/leafnet/geo/<cell>` (reference-counted, so a cell
 //!   is withdrawn when nothing hosted is there any more). The node's own location is announced
 //!   the same way. Profiles are republished every [`REPUBLISH`]; the owner's is re-signed.
-//! - Radius queries ([`NearQuery`]): the providers of every cell of
-//!   `leafnet_geo::cover(centre, radius)` are asked over `/leafnet/<net>/geo/1`, in parallel;
-//!   every returned profile is verified again, filtered, deduplicated by account (highest `seq`)
-//!   and sorted by distance. The query answers when every cell lookup and every request ended.
+//! - Radius queries ([`NearQuery`]): for every cell of `leafnet_geo::cover(centre, radius)`, in
+//!   parallel, the query lists the cell's providers (hosts), then asks each host over
+//!   `/leafnet/<net>/geo/1` for its profiles inside the circle; every returned profile is
+//!   verified again, filtered, deduplicated by account (highest `seq`) and sorted by distance.
+//!   The query answers when every cell is listed and every host request ended.
+//! - Listing a cell's providers. Kademlia (libp2p-kad 0.49) cuts every GET_PROVIDERS answer to
+//!   k providers, while holders store up to [`GEO_PROVIDERS_PER_KEY`]. So a cell is listed, in
+//!   this order:
+//!   1. from the provider cache, if the cell was listed less than `Valid::geo_provider_cache`
+//!      ago (30 s by default; a host that announced since is missed until then);
+//!   2. otherwise from the local store, plus a `Providers` request to the [`HOLDERS_ASKED`]
+//!      peers of the routing table closest to the cell key, no iterative lookup;
+//!   3. if none of them answered, or none counts itself among the k closest to the key (the
+//!      `closer` field of its answer), by an iterative GET_PROVIDERS lookup; if the lookup's
+//!      answers reached k providers (so they may be cut), by `Providers` to the closest peers
+//!      the lookup found.
+//!
+//!   A list at the cap is refined into the finer cells that meet the circle (every host
+//!   announces all precisions); at the finest precision the cell is reported in
+//!   `NearOutcome::saturated`, as is a cell whose full list could not be read. Hosts that do
+//!   not answer are reported in `NearOutcome::failed`.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -33,10 +50,10 @@ use crate::{
 };
 
 /// Providers stored per geo cell key (instead of k), so a node knows every host of a coarse cell.
-/// Kademlia still truncates each GET_PROVIDERS *answer* to k providers; a query therefore
-/// treats a cell whose lookup returned k or more providers as saturated and descends into its
-/// finer cells (every host announces all precisions). See ARCHITECTURE.md.
+/// Kademlia still truncates each GET_PROVIDERS *answer* to k providers; a query therefore reads
+/// the full list with `geo/1`'s `Providers` request (see the module docs and ARCHITECTURE.md).
 pub const GEO_PROVIDERS_PER_KEY: usize = 256;
+const _: () = assert!(GEO_PROVIDERS_PER_KEY == geo::MAX_PROVIDERS);
 /// How long the owner's profile stays valid after each signing.
 pub const PROFILE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How often hosted profiles are put in the DHT again (and the owner's re-signed).
@@ -1072,5 +1089,44 @@ impl Actor {
             }
             Out::Providers(idx) => self.on_providers_answer(id, idx, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_cache_expires_evicts_and_forgets() {
+        let ttl = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut c = ProviderCache::default();
+        c.put("u33".into(), vec![(a, vec![])], ttl, t0);
+        c.put("u34".into(), vec![(b, vec![])], ttl, t0);
+        assert!(c.get("u33", ttl, t0 + Duration::from_secs(29)).is_some());
+        assert!(c.get("u33", ttl, t0 + ttl).is_none(), "expired");
+        c.forget_peer(&a);
+        assert!(
+            c.get("u33", ttl, t0).is_none(),
+            "a failed host drops its cells"
+        );
+        assert!(c.get("u34", ttl, t0).is_some());
+        // ttl 0: off
+        c.put("u35".into(), vec![], Duration::ZERO, t0);
+        assert!(c.get("u35", ttl, t0).is_none());
+        // bounded: the oldest entry goes
+        let mut c = ProviderCache::default();
+        for i in 0..CACHE_CELLS + 5 {
+            c.put(
+                format!("c{i}"),
+                vec![],
+                ttl,
+                t0 + Duration::from_millis(i as u64),
+            );
+        }
+        assert_eq!(c.entries.len(), CACHE_CELLS);
+        assert!(c.get("c0", ttl, t0).is_none());
+        assert!(c.get(&format!("c{}", CACHE_CELLS + 4), ttl, t0).is_some());
     }
 }
