@@ -260,6 +260,10 @@ pub struct Valid {
     /// How long a radius query reuses a cell's provider list (0: never). Not in the file: a
     /// knob for tests and benchmarks; the default is [`GEO_PROVIDER_CACHE`].
     pub geo_provider_cache: Duration,
+    /// Whether a radius query first asks the closest peers of its routing table for a cell's
+    /// providers (else it always runs an iterative lookup). Not in the file: a knob for tests
+    /// and benchmarks; on by default.
+    pub geo_direct: bool,
 }
 
 /// The default of [`Valid::geo_provider_cache`].
@@ -463,6 +467,7 @@ impl Config {
             location,
             max_hosted_profiles: self.node.max_hosted_profiles,
             geo_provider_cache: GEO_PROVIDER_CACHE,
+            geo_direct: true,
             network: name.clone(),
             local: self.network.local,
             tcp,

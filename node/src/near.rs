@@ -614,12 +614,17 @@ impl Actor {
         }
         self.add_own(id, idx);
         let target = kad::KBucketKey::new(key);
+        let n = if self.cfg.geo_direct {
+            HOLDERS_ASKED
+        } else {
+            0
+        };
         let holders: Vec<PeerId> = self
             .swarm
             .behaviour_mut()
             .kad
             .get_closest_local_peers(&target)
-            .take(HOLDERS_ASKED)
+            .take(n)
             .map(kad::KBucketKey::into_preimage)
             .collect();
         if holders.is_empty() {
