@@ -335,7 +335,17 @@ pub struct Valid {
     /// The node's location in degrees (lat, lon).
     pub location: Option<(f64, f64)>,
     pub max_hosted_profiles: u32,
+    /// How long a radius query reuses a cell's provider list (0: never). Not in the file: a
+    /// knob for tests and benchmarks; the default is [`GEO_PROVIDER_CACHE`].
+    pub geo_provider_cache: Duration,
+    /// Whether a radius query first asks the closest peers of its routing table for a cell's
+    /// providers (else it always runs an iterative lookup). Not in the file: a knob for tests
+    /// and benchmarks; on by default.
+    pub geo_direct: bool,
 }
+
+/// The default of [`Valid::geo_provider_cache`].
+pub const GEO_PROVIDER_CACHE: Duration = Duration::from_secs(30);
 
 impl Config {
     /// Reads a file; a missing file is an error (the node writes defaults on first run).
@@ -560,6 +570,8 @@ impl Config {
         Ok(Valid {
             location,
             max_hosted_profiles: self.node.max_hosted_profiles,
+            geo_provider_cache: GEO_PROVIDER_CACHE,
+            geo_direct: true,
             network: name.clone(),
             local: self.network.local,
             tcp,

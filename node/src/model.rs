@@ -188,12 +188,23 @@ pub struct Near {
     pub centre: [f64; 2],
     pub radius_m: u32,
     pub precision: usize,
+    /// Cells whose providers were listed (the cover's, plus finer cells of crowded ones).
     pub cells: usize,
+    /// Iterative Kademlia provider lookups run (only where asking the closest known peers
+    /// directly was not enough).
+    #[serde(default)]
+    pub cell_lookups: usize,
+    /// `Providers` requests sent to the peers holding cells' provider records.
+    #[serde(default)]
+    pub provider_requests: usize,
+    /// Cells whose provider list came from the node's short-lived cache.
+    #[serde(default)]
+    pub cells_cached: usize,
     pub nodes_contacted: usize,
     /// Hosts that did not answer; their profiles are missing from `results`.
     pub nodes_failed: Vec<String>,
-    /// Finest cells whose provider lists were full (Kademlia answers at most k providers):
-    /// hosts there may be missing from `results`.
+    /// Finest cells whose provider lists were full (256 providers stored per cell), or could
+    /// only be read cut to k by Kademlia: hosts there may be missing from `results`.
     pub cells_saturated: Vec<String>,
     pub results: Vec<NearProfile>,
     pub elapsed_ms: f64,

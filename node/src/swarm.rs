@@ -143,12 +143,12 @@ pub(crate) struct Actor {
     pub(crate) hosted: HashMap<[u8; 32], leafnet_profile::SignedProfile>,
     pub(crate) cells: HashMap<String, usize>,
     pub(crate) near_q: HashMap<u64, crate::near::NearQuery>,
-    /// Cell lookups of near queries: query → (near query, cell, providers seen).
-    pub(crate) cell_q: HashMap<QueryId, (u64, String, HashSet<PeerId>)>,
-    pub(crate) geo_out: HashMap<
-        libp2p::request_response::OutboundRequestId,
-        (u64, PeerId, leafnet_geo::protocol::Request),
-    >,
+    /// Cell lookups of near queries: query → (near query, index of the cell in it).
+    pub(crate) cell_q: HashMap<QueryId, (u64, usize)>,
+    pub(crate) geo_out:
+        HashMap<libp2p::request_response::OutboundRequestId, (u64, PeerId, crate::near::Out)>,
+    /// Cell → providers, reused by radius queries for `cfg.geo_provider_cache`.
+    pub(crate) geo_cache: crate::near::ProviderCache,
     pub(crate) put_q: HashMap<QueryId, crate::near::PutWait>,
     pub(crate) next_near: u64,
     /// Cell announcements in flight: query → (cell, attempt).
@@ -243,6 +243,7 @@ impl Actor {
             near_q: HashMap::new(),
             cell_q: HashMap::new(),
             geo_out: HashMap::new(),
+            geo_cache: Default::default(),
             put_q: HashMap::new(),
             next_near: 0,
             announce_q: HashMap::new(),
@@ -882,13 +883,16 @@ impl Actor {
                 }
             }
             QueryResult::GetProviders(r) if self.cell_q.contains_key(&id) => {
-                let found = match r {
+                let (found, closest) = match r {
                     Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
-                        providers.into_iter().collect()
+                        (providers.into_iter().collect(), Vec::new())
                     }
-                    _ => Vec::new(),
+                    Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { closest_peers })
+                    | Err(kad::GetProvidersError::Timeout { closest_peers, .. }) => {
+                        (Vec::new(), closest_peers)
+                    }
                 };
-                self.on_cell_providers(id, found, last);
+                self.on_cell_providers(id, found, closest, last);
             }
             QueryResult::PutRecord(r) => self.on_put_result(id, r.is_ok()),
             QueryResult::GetProviders(r) if self.relay_find_q.contains(&id) => {

@@ -1,7 +1,8 @@
 //! A raw rust-libp2p Kademlia peer (no leafnet code) speaks the leafnet DHT protocol to a
 //! leafnet node and pushes bad records at it directly: forged, oversized, rolled back, expired,
 //! of an unknown namespace. The node stores none of them, keeps answering, and blocks the
-//! sender once its score crosses the ban threshold.
+//! sender once its score crosses the ban threshold. A raw `geo/1` client gets a cell's full
+//! provider list, and is blocked after malformed `Providers` requests.
 
 use std::time::Duration;
 
@@ -287,6 +288,139 @@ async fn bad_profiles_are_refused_never_returned_and_the_sender_is_cut_off() -> 
         assert_eq!(p.name, "Alice");
         assert_eq!(p.seq, alice_seq);
     }
+    leafnet_tests::shutdown_all(vec![victim, owner]).await;
+    Ok(())
+}
+
+type GeoSwarm = Swarm<
+    libp2p::request_response::cbor::Behaviour<
+        leafnet_geo::protocol::Request,
+        leafnet_geo::protocol::Response,
+    >,
+>;
+
+/// A raw `/leafnet/local/geo/1` client (no leafnet code but the wire types).
+fn geo_client() -> GeoSwarm {
+    use libp2p::request_response;
+    SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .map(|(p, c), _| (p, StreamMuxerBox::new(c))),
+            )
+        })
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::cbor::Behaviour::new(
+                [(
+                    libp2p::StreamProtocol::new("/leafnet/local/geo/1"),
+                    request_response::ProtocolSupport::Outbound,
+                )],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(30)))
+        .build()
+}
+
+/// Sends one request; the answer, or `None` when the request failed.
+async fn ask(
+    a: &mut GeoSwarm,
+    target: PeerId,
+    addr: Multiaddr,
+    req: leafnet_geo::protocol::Request,
+) -> Option<leafnet_geo::protocol::Response> {
+    use libp2p::request_response::{Event, Message};
+    let id = a
+        .behaviour_mut()
+        .send_request_with_addresses(&target, req, vec![addr]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, a.select_next_some()).await {
+            Ok(SwarmEvent::Behaviour(Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            })) if request_id == id => return Some(response),
+            Ok(SwarmEvent::Behaviour(Event::OutboundFailure { request_id, .. }))
+                if request_id == id =>
+            {
+                return None;
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_geo_requests_are_scored_and_good_ones_answered() -> anyhow::Result<()> {
+    use leafnet_geo::protocol::{Request, Response};
+    let victim = start_mem_node(&[]).await?;
+    let owner = start_mem_node(&[victim.addr()]).await?;
+    // The owner's profile puts provider records of its cells in the DHT (on the victim too).
+    let published = owner
+        .node
+        .profiles()
+        .set_profile(leafnet_node::model::SetProfile {
+            name: "Alice".into(),
+            location: Some("52.52,13.40".into()),
+            ..Default::default()
+        })
+        .await?;
+    anyhow::ensure!(published.cells > 0);
+    let cell = leafnet_geo::cell(leafnet_geo::Location::from_degrees(52.52, 13.40)?, 3);
+    let target = victim.node.peer_id;
+    let addr = victim.node.listen_addrs[0].clone();
+    let mut a = geo_client();
+    // A well-formed Providers request is answered with the owner among the providers.
+    let owner_bytes = owner.node.peer_id.to_bytes();
+    let mut listed = false;
+    for _ in 0..40 {
+        if let Some(Response::Providers(r)) = ask(
+            &mut a,
+            target,
+            addr.clone(),
+            Request::Providers { cell: cell.clone() },
+        )
+        .await
+        {
+            assert!(r.check().is_ok());
+            if r.providers.iter().any(|p| p.peer.as_ref() == owner_bytes) {
+                listed = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        listed,
+        "the victim never listed the owner as a provider of {cell}"
+    );
+    assert_eq!(victim.node.status().await?.banned_peers, 0);
+    // Malformed cells: not answered, scored; the fourth strike bans.
+    for bad in ["", "u33dbcqx", "u33a", "/leafnet/geo/u33"] {
+        let r = ask(
+            &mut a,
+            target,
+            addr.clone(),
+            Request::Providers { cell: bad.into() },
+        )
+        .await;
+        assert!(r.is_none(), "a malformed cell {bad:?} was answered: {r:?}");
+    }
+    wait_until(Duration::from_secs(10), "the sender is banned", || async {
+        Ok(victim.node.status().await?.banned_peers == 1)
+    })
+    .await?;
     leafnet_tests::shutdown_all(vec![victim, owner]).await;
     Ok(())
 }

@@ -144,8 +144,8 @@ pub fn cover(centre: Location, radius_m: f64) -> (usize, Vec<String>) {
 
 /// The cells one precision finer than `cell` that may hold points within `radius_m` of
 /// `centre` (a superset: those whose box meets the circle's bounding box). A query descends into
-/// them when `cell`'s provider list came back full, since Kademlia truncates provider answers
-/// to k entries.
+/// them when `cell`'s full provider list (read with `geo/1`'s `Providers` request) is at the
+/// holders' cap of 256 providers.
 pub fn children_in(cell: &str, centre: Location, radius_m: f64) -> Vec<String> {
     const BASE32: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
     let ((lat_min, lat_max), lons) = bbox(centre, radius_m.max(0.0));

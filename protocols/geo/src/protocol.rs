@@ -1,8 +1,20 @@
-//! `/leafnet/<network>/geo/1`: ask a host for the profiles it hosts inside a circle.
+//! `/leafnet/<network>/geo/1`: the location network's request-response protocol.
 //!
-//! Request and response are CBOR over libp2p request-response. Sizes are capped
-//! ([`MAX_REQUEST`], [`MAX_RESPONSE`]); a host answers at most [`MAX_PAGE`] profiles per request,
-//! nearest first, and says how many more match so the asker can page with `offset`.
+//! Two requests, CBOR over libp2p request-response:
+//!
+//! - [`Request::Profiles`]: ask a *host* for the profiles it hosts inside a circle. A host answers
+//!   at most [`MAX_PAGE`] profiles per request, nearest first, and says how many more match so
+//!   the asker can page with `offset`.
+//! - [`Request::Providers`]: ask a *record holder* (one of the Kademlia peers closest to the key
+//!   `/leafnet/geo/<cell>`) for every provider it stores for that cell, up to [`MAX_PROVIDERS`],
+//!   with their addresses. Kademlia's own GET_PROVIDERS answer is cut to k providers by
+//!   libp2p-kad 0.49; this one is not. The holder also says how many peers of its routing table
+//!   are closer to the key than itself (`closer`), so the asker can tell whether it asked a peer
+//!   that should hold the record at all.
+//!
+//! Sizes are capped ([`MAX_REQUEST`], [`MAX_RESPONSE`]) by the codec, and every decoded message
+//! is checked again ([`Request::check`], [`ProvidersResponse::check`]) before use: list lengths,
+//! string lengths, the cell's alphabet and precision.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,10 +26,48 @@ pub const MAX_REQUEST: u64 = 1024;
 pub const MAX_RESPONSE: u64 = 2 * 1024 * 1024;
 /// The most profiles in one response.
 pub const MAX_PAGE: u32 = 256;
+/// The most providers in one [`ProvidersResponse`] (the store's cap per geo cell key).
+pub const MAX_PROVIDERS: usize = 256;
+/// The most addresses per provider in a [`ProvidersResponse`].
+pub const MAX_PROVIDER_ADDRS: usize = 8;
+/// The longest address (bytes of a multiaddr) in a [`ProvidersResponse`].
+pub const MAX_ADDR_LEN: usize = 256;
+/// The longest peer id (bytes of a multihash) in a [`ProvidersResponse`].
+pub const MAX_PEER_ID_LEN: usize = 64;
+/// The geohash alphabet.
+const GEOHASH_ALPHABET: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
 
 /// The protocol id for a network.
 pub fn protocol_id(network: &str) -> String {
     format!("/leafnet/{network}/geo/1")
+}
+
+/// Why a decoded message is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    #[error("invalid cell {0:?}: not a geohash of an announced precision")]
+    Cell(String),
+    #[error("invalid circle: centre out of range or radius above the maximum")]
+    Circle,
+    #[error("filter field {0} too long")]
+    Filter(&'static str),
+    #[error("too many providers: {0}")]
+    TooManyProviders(usize),
+    #[error("provider {index}: {problem}")]
+    Provider { index: usize, problem: &'static str },
+}
+
+/// Whether `cell` is a geohash of one of [`crate::PRECISIONS`].
+pub fn check_cell(cell: &str) -> Result<(), ProtocolError> {
+    let ok = crate::PRECISIONS.contains(&cell.len())
+        && cell.bytes().all(|b| GEOHASH_ALPHABET.contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        // never echo more than a short prefix of what a peer sent
+        Err(ProtocolError::Cell(cell.chars().take(16).collect()))
+    }
 }
 
 /// Filters a host applies (and the asker checks again).
@@ -31,9 +81,9 @@ pub struct Filter {
     pub service: Option<String>,
 }
 
-/// A query to one host.
+/// A query to one host: its profiles inside a circle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
+pub struct ProfilesRequest {
     pub centre: Location,
     pub radius_m: u32,
     pub filter: Filter,
@@ -41,15 +91,101 @@ pub struct Request {
     pub limit: u32,
 }
 
-/// A host's answer.
+/// A request of `/leafnet/<net>/geo/1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Response {
+pub enum Request {
+    /// To a host: its profiles inside a circle.
+    Profiles(ProfilesRequest),
+    /// To a record holder: every provider it stores for `/leafnet/geo/<cell>`.
+    Providers { cell: String },
+}
+
+impl Request {
+    /// Checks a decoded request before the node acts on it.
+    pub fn check(&self) -> Result<(), ProtocolError> {
+        match self {
+            Request::Profiles(r) => {
+                if !r.centre.is_valid() || r.radius_m > crate::MAX_RADIUS_M {
+                    return Err(ProtocolError::Circle);
+                }
+                let f = &r.filter;
+                if f.name.as_ref().is_some_and(|n| n.len() > 64) {
+                    return Err(ProtocolError::Filter("name"));
+                }
+                if f.kind.as_ref().is_some_and(|k| k.len() > 16) {
+                    return Err(ProtocolError::Filter("kind"));
+                }
+                if f.service.as_ref().is_some_and(|s| s.len() > 32) {
+                    return Err(ProtocolError::Filter("service"));
+                }
+                Ok(())
+            }
+            Request::Providers { cell } => check_cell(cell),
+        }
+    }
+}
+
+/// A host's answer to [`Request::Profiles`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfilesResponse {
     /// The host's own configured location, if any (for "nodes near").
     pub node_location: Option<Location>,
     /// Signed profile records (each a `SignedEnvelope`), nearest first.
     pub profiles: Vec<serde_bytes::ByteBuf>,
     /// How many matching profiles the host has in all.
     pub total: u32,
+}
+
+/// One stored provider record, as raw bytes (this crate does not depend on libp2p; the node
+/// parses them as a `PeerId` and `Multiaddr`s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderEntry {
+    pub peer: serde_bytes::ByteBuf,
+    pub addrs: Vec<serde_bytes::ByteBuf>,
+}
+
+/// A record holder's answer to [`Request::Providers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvidersResponse {
+    /// The unexpired providers the holder stores for the cell, at most [`MAX_PROVIDERS`].
+    pub providers: Vec<ProviderEntry>,
+    /// How many peers of the holder's routing table are closer to the cell key than the holder
+    /// (counted up to 255). Kademlia stores a provider record at the k peers closest to the key,
+    /// so a holder with `closer >= k` is probably not one of them.
+    pub closer: u32,
+}
+
+impl ProvidersResponse {
+    /// Checks a decoded answer: list lengths and the size of every entry.
+    pub fn check(&self) -> Result<(), ProtocolError> {
+        if self.providers.len() > MAX_PROVIDERS {
+            return Err(ProtocolError::TooManyProviders(self.providers.len()));
+        }
+        for (index, p) in self.providers.iter().enumerate() {
+            let problem = if p.peer.is_empty() || p.peer.len() > MAX_PEER_ID_LEN {
+                "peer id length"
+            } else if p.addrs.len() > MAX_PROVIDER_ADDRS {
+                "too many addresses"
+            } else if p
+                .addrs
+                .iter()
+                .any(|a| a.is_empty() || a.len() > MAX_ADDR_LEN)
+            {
+                "address length"
+            } else {
+                continue;
+            };
+            return Err(ProtocolError::Provider { index, problem });
+        }
+        Ok(())
+    }
+}
+
+/// A response of `/leafnet/<net>/geo/1` (the variant matches the request's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Profiles(ProfilesResponse),
+    Providers(ProvidersResponse),
 }
 
 /// Case-insensitive glob match with `*` (any run) and `?` (one character).
@@ -131,9 +267,9 @@ pub fn order(a: (f64, &[u8; 32]), b: (f64, &[u8; 32])) -> std::cmp::Ordering {
 /// The host's side: the matching hosted profiles, nearest first, one page of them.
 pub fn select<'a>(
     hosted: impl Iterator<Item = &'a leafnet_profile::SignedProfile>,
-    req: &Request,
+    req: &ProfilesRequest,
     node_location: Option<Location>,
-) -> Response {
+) -> ProfilesResponse {
     let mut hits: Vec<(f64, &leafnet_profile::SignedProfile)> = hosted
         .filter_map(|s| matches(&s.profile, req.centre, req.radius_m, &req.filter).map(|d| (d, s)))
         .collect();
@@ -146,7 +282,7 @@ pub fn select<'a>(
         .take(limit)
         .map(|(_, s)| serde_bytes::ByteBuf::from(s.bytes.clone()))
         .collect();
-    Response {
+    ProfilesResponse {
         node_location,
         profiles,
         total,
@@ -191,7 +327,7 @@ mod select_tests {
             prof(2, 0.0, 0.01, "Alice"),
             prof(3, 0.0, 1.0, "Far"),
         ];
-        let mut req = Request {
+        let mut req = ProfilesRequest {
             centre: c,
             radius_m: 5_000,
             filter: Filter::default(),
@@ -219,5 +355,85 @@ mod select_tests {
             ..Filter::default()
         };
         assert_eq!(select(ps.iter(), &req, None).total, 0);
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_checked() {
+        assert!(check_cell("u33db").is_ok());
+        assert!(check_cell("u").is_ok());
+        assert!(check_cell("u33dbcq").is_err(), "finer than precision 6");
+        assert!(check_cell("").is_err());
+        assert!(check_cell("u33a").is_err(), "a is not in the alphabet");
+        assert!(check_cell("U33").is_err(), "upper case");
+        assert!(
+            Request::Providers {
+                cell: "/leafnet".into()
+            }
+            .check()
+            .is_err()
+        );
+        let long = "x".repeat(500);
+        match check_cell(&long) {
+            Err(ProtocolError::Cell(c)) => assert_eq!(c.len(), 16),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn providers_responses_are_checked() {
+        let entry = |peer: usize, addrs: usize, len: usize| ProviderEntry {
+            peer: serde_bytes::ByteBuf::from(vec![1; peer]),
+            addrs: vec![serde_bytes::ByteBuf::from(vec![4; len]); addrs],
+        };
+        let ok = ProvidersResponse {
+            providers: vec![entry(38, 2, 20); MAX_PROVIDERS],
+            closer: 0,
+        };
+        assert!(ok.check().is_ok());
+        let mut r = ok.clone();
+        r.providers.push(entry(38, 1, 20));
+        assert!(matches!(r.check(), Err(ProtocolError::TooManyProviders(_))));
+        for bad in [
+            entry(0, 1, 20),
+            entry(65, 1, 20),
+            entry(38, MAX_PROVIDER_ADDRS + 1, 20),
+            entry(38, 1, MAX_ADDR_LEN + 1),
+            entry(38, 1, 0),
+        ] {
+            let r = ProvidersResponse {
+                providers: vec![entry(38, 1, 20), bad],
+                closer: 0,
+            };
+            assert!(
+                matches!(r.check(), Err(ProtocolError::Provider { index: 1, .. })),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn profile_requests_are_checked() {
+        let ok = ProfilesRequest {
+            centre: Location::from_degrees(1.0, 2.0).unwrap(),
+            radius_m: 1000,
+            filter: Filter::default(),
+            offset: 0,
+            limit: 10,
+        };
+        assert!(Request::Profiles(ok.clone()).check().is_ok());
+        let mut r = ok.clone();
+        r.radius_m = crate::MAX_RADIUS_M + 1;
+        assert_eq!(Request::Profiles(r).check(), Err(ProtocolError::Circle));
+        let mut r = ok;
+        r.filter.name = Some("n".repeat(65));
+        assert_eq!(
+            Request::Profiles(r).check(),
+            Err(ProtocolError::Filter("name"))
+        );
     }
 }

@@ -71,6 +71,10 @@ struct Args {
     /// Kademlia periodic bootstrap interval in both swarms, seconds (production default 300).
     #[arg(long, default_value_t = 300)]
     bootstrap_interval: u64,
+    /// How long a leafnet node reuses a cell's provider list in radius queries, seconds
+    /// (production default 30; 0 turns the cache off).
+    #[arg(long, default_value_t = 30)]
+    geo_cache_secs: u64,
     /// Pause before each operation, milliseconds.
     #[arg(long, default_value_t = 20)]
     gap_ms: u64,
@@ -220,6 +224,10 @@ fn group_summary(nears: &[&run::NearSample], covers: &[&run::CoverSample]) -> se
         "precision": dist(ok.iter().map(|n| n.precision)),
         "radius_m": dist(nears.iter().map(|n| n.radius_m as usize)),
         "nodes_contacted_mean": mean(ok.iter().map(|n| n.contacted as f64)),
+        "cell_lookups": dist(ok.iter().map(|n| n.lookups)),
+        "cell_lookups_mean": mean(ok.iter().map(|n| n.lookups as f64)),
+        "provider_requests_mean": mean(ok.iter().map(|n| n.provider_requests as f64)),
+        "cells_cached_mean": mean(ok.iter().map(|n| n.cells_cached as f64)),
         "nodes_contacted_max": ok.iter().map(|n| n.contacted).max(),
         "nodes_failed_total": ok.iter().map(|n| n.failed).sum::<usize>(),
         "results_mean": mean(ok.iter().map(|n| n.results as f64)),
@@ -297,6 +305,7 @@ async fn bench(args: &Args) -> anyhow::Result<bool> {
         query_timeout: Duration::from_secs(args.query_timeout),
         bootstrap_interval: Duration::from_secs(args.bootstrap_interval),
         gap: Duration::from_millis(args.gap_ms),
+        geo_cache: Duration::from_secs(args.geo_cache_secs),
         setup_timeout: Duration::from_secs(180),
     };
     let specs = work::profiles(args.profiles, args.nodes, args.seed);
@@ -370,10 +379,10 @@ async fn bench(args: &Args) -> anyhow::Result<bool> {
                 "radius": groups,
                 "details": l.details,
                 "get_samples_ms": l.gets.iter().map(|g| (g.ms * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
-                "near_samples_columns": ["group", "ms", "actor_ms", "radius_m", "cells", "precision", "contacted", "failed", "results", "expected", "exact", "cover_hosts", "max_cell_hosts"],
+                "near_samples_columns": ["group", "ms", "actor_ms", "radius_m", "cells", "lookups", "provider_requests", "cells_cached", "precision", "contacted", "failed", "results", "expected", "exact", "cover_hosts", "max_cell_hosts"],
                 "near_samples": l.nears.iter().map(|n| serde_json::json!([
                     n.group, (n.ms * 1000.0).round() / 1000.0, (n.inner_ms * 1000.0).round() / 1000.0,
-                    n.radius_m, n.cells, n.precision, n.contacted, n.failed, n.results, n.expected, n.exact,
+                    n.radius_m, n.cells, n.lookups, n.provider_requests, n.cells_cached, n.precision, n.contacted, n.failed, n.results, n.expected, n.exact,
                     n.cover_hosts, n.max_cell_hosts,
                 ])).collect::<Vec<_>>(),
                 "near_errors": l.nears.iter().filter_map(|n| n.error.clone()).take(5).collect::<Vec<_>>(),
@@ -527,6 +536,12 @@ async fn bench(args: &Args) -> anyhow::Result<bool> {
                 fmt_dist(&serde_json::from_value(v["cells"].clone()).unwrap_or_default()),
                 fmt_dist(&serde_json::from_value(v["precision"].clone()).unwrap_or_default()),
                 format!(
+                    "{} / {} / {}",
+                    fmt_num(f(&v["cell_lookups_mean"])),
+                    fmt_num(f(&v["provider_requests_mean"])),
+                    fmt_num(f(&v["cells_cached_mean"]))
+                ),
+                format!(
                     "{} of {} (max {})",
                     fmt_num(f(&v["nodes_contacted_mean"])),
                     fmt_num(f(&v["cover_hosts_mean"])),
@@ -573,6 +588,7 @@ async fn bench(args: &Args) -> anyhow::Result<bool> {
             "ms p50 / p99 / max",
             "cells (count:n)",
             "precision (p:n)",
+            "leafnet per query: kad lookups / providers requests / cells from cache (means)",
             "hosts asked, mean of hosts in cover",
             "results mean (min-max)",
             "exact vs brute force",
@@ -604,7 +620,7 @@ async fn bench(args: &Args) -> anyhow::Result<bool> {
         "params": {
             "nodes": args.nodes, "profiles": args.profiles, "gets": args.gets,
             "queries_per_group": args.queries, "rounds": args.rounds.max(1),
-            "query_timeout_s": args.query_timeout, "bootstrap_interval_s": args.bootstrap_interval,
+            "query_timeout_s": args.query_timeout, "geo_cache_s": args.geo_cache_secs, "bootstrap_interval_s": args.bootstrap_interval,
             "replication_factor": run::node_config(&opts, &[]).kad.replication_factor,
             "gap_ms": args.gap_ms, "warmup": args.warmup, "seed": args.seed,
             "groups": work::GROUPS, "clusters": work::CLUSTERS.iter().map(|c| c.2).collect::<Vec<_>>(),

@@ -41,6 +41,8 @@ pub struct Opts {
     pub query_timeout: Duration,
     pub bootstrap_interval: Duration,
     pub gap: Duration,
+    /// leafnet's `geo_provider_cache`.
+    pub geo_cache: Duration,
     pub setup_timeout: Duration,
 }
 
@@ -56,6 +58,7 @@ pub fn node_config(opts: &Opts, bootstrap: &[libp2p::Multiaddr]) -> Valid {
 fn tweak(opts: &Opts, c: &mut Valid) {
     c.kad.query_timeout = opts.query_timeout;
     c.kad.bootstrap_interval = opts.bootstrap_interval;
+    c.geo_provider_cache = opts.geo_cache;
 }
 
 /// CPU time (user + system) this process used so far, in milliseconds (`/proc/self/stat`,
@@ -100,6 +103,10 @@ pub struct NearSample {
     /// leafnet's own `elapsed_ms` (from the flow's start to the actor's answer).
     pub inner_ms: f64,
     pub cells: usize,
+    /// Iterative Kademlia lookups, `Providers` requests and cached cells of the query.
+    pub lookups: usize,
+    pub provider_requests: usize,
+    pub cells_cached: usize,
     pub precision: usize,
     pub contacted: usize,
     pub failed: usize,
@@ -488,6 +495,9 @@ async fn leafnet_inner(
                         cpu_ms,
                         inner_ms: f64::NAN,
                         cells: 0,
+                        lookups: 0,
+                        provider_requests: 0,
+                        cells_cached: 0,
                         precision: 0,
                         contacted: 0,
                         failed: 0,
@@ -507,6 +517,9 @@ async fn leafnet_inner(
                                 .collect();
                             s.inner_ms = n.elapsed_ms;
                             s.cells = n.cells;
+                            s.lookups = n.cell_lookups;
+                            s.provider_requests = n.provider_requests;
+                            s.cells_cached = n.cells_cached;
                             s.precision = n.precision;
                             s.contacted = n.nodes_contacted;
                             s.failed = n.nodes_failed.len();
