@@ -209,3 +209,20 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+/// A bare rust-libp2p memory transport (noise + yamux, no leafnet code): what the adversarial
+/// tests' raw peers speak.
+pub fn raw_memory_transport(
+    key: &Keypair,
+) -> Result<
+    libp2p::core::transport::Boxed<(libp2p::PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::Transport as _;
+    Ok(libp2p::core::transport::MemoryTransport::default()
+        .upgrade(libp2p::core::upgrade::Version::V1)
+        .authenticate(libp2p::noise::Config::new(key)?)
+        .multiplex(libp2p::yamux::Config::default())
+        .map(|(p, c), _| (p, libp2p::core::muxing::StreamMuxerBox::new(c)))
+        .boxed())
+}

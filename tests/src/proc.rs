@@ -155,3 +155,58 @@ impl Drop for NodeProc {
         }
     }
 }
+
+/// A `scripts/swarm.sh` swarm of real nodes in `dir`, with p2p ports from `port` and API ports
+/// from `port + 1000`; stopped (by the script, which kills only its own PIDs) when dropped.
+#[derive(Debug)]
+pub struct ScriptSwarm {
+    dir: PathBuf,
+    port: u16,
+}
+
+impl ScriptSwarm {
+    /// Runs `swarm.sh start n`; fails with the script's output when it fails.
+    pub fn start(dir: &Path, port: u16, n: usize) -> anyhow::Result<Self> {
+        let s = Self {
+            dir: dir.to_owned(),
+            port,
+        };
+        let out = s.run(&["start", &n.to_string()]);
+        anyhow::ensure!(
+            out.status.success(),
+            "swarm.sh start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(s)
+    }
+
+    /// Runs `scripts/swarm.sh ARGS` for this swarm.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new(".."))
+            .to_owned();
+        Command::new("bash")
+            .arg(repo.join("scripts/swarm.sh"))
+            .args(args)
+            .env("LEAFNET_SWARM_DIR", &self.dir)
+            .env("LEAFNET_BIN", leafnet_bin())
+            .env("LEAFNET_SWARM_PORT", self.port.to_string())
+            .env("LEAFNET_SWARM_API_PORT", (self.port + 1000).to_string())
+            .env("LEAFNET_SWARM_TIMEOUT", "90")
+            .output()
+            .unwrap_or_else(|e| panic!("bash runs: {e}"))
+    }
+
+    /// Node `k`'s data dir.
+    pub fn node(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("node{k}"))
+    }
+}
+
+impl Drop for ScriptSwarm {
+    fn drop(&mut self) {
+        let _ = self.run(&["stop"]);
+    }
+}

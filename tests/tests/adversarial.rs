@@ -10,27 +10,16 @@ use futures::StreamExt as _;
 use leafnet_node::{behaviour::kad_protocol, records::NodeRecord};
 use leafnet_tests::{mem_config, start_mem_node, wait_until};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, SwarmBuilder, Transport as _,
-    core::{muxing::StreamMuxerBox, transport::MemoryTransport, upgrade::Version},
+    Multiaddr, PeerId, Swarm, SwarmBuilder,
     identity::Keypair,
     kad::{self, Quorum, Record, RecordKey, store::MemoryStore},
-    noise,
     swarm::SwarmEvent,
-    yamux,
 };
 
 fn attacker() -> Swarm<kad::Behaviour<MemoryStore>> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default())
-                    .map(|(p, c), _| (p, StreamMuxerBox::new(c))),
-            )
-        })
+        .with_other_transport(leafnet_tests::raw_memory_transport)
         .unwrap()
         .with_behaviour(|key| {
             let id = key.public().to_peer_id();
@@ -304,15 +293,7 @@ fn geo_client() -> GeoSwarm {
     use libp2p::request_response;
     SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default())
-                    .map(|(p, c), _| (p, StreamMuxerBox::new(c))),
-            )
-        })
+        .with_other_transport(leafnet_tests::raw_memory_transport)
         .unwrap()
         .with_behaviour(|_| {
             request_response::cbor::Behaviour::new(

@@ -10,26 +10,12 @@ use ed25519_dalek::SigningKey;
 use futures::StreamExt as _;
 use leafnet_mint::{Item, SignedObservation, SignedStatement, Statement};
 use leafnet_tests::{TestNode, start_mem_node, wait_until};
-use libp2p::{
-    Multiaddr, Swarm, SwarmBuilder, Transport as _,
-    core::{muxing::StreamMuxerBox, transport::MemoryTransport, upgrade::Version},
-    gossipsub, noise,
-    swarm::SwarmEvent,
-    yamux,
-};
+use libp2p::{Multiaddr, Swarm, SwarmBuilder, gossipsub, swarm::SwarmEvent};
 
 fn attacker() -> Swarm<gossipsub::Behaviour> {
     SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_other_transport(|key| {
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                MemoryTransport::default()
-                    .upgrade(Version::V1)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default())
-                    .map(|(p, c), _| (p, StreamMuxerBox::new(c))),
-            )
-        })
+        .with_other_transport(leafnet_tests::raw_memory_transport)
         .unwrap()
         .with_behaviour(|key| {
             let cfg = gossipsub::ConfigBuilder::default()

@@ -4,39 +4,11 @@
 //! the proof and `mint verify-proof` checks it with no node involved.
 
 use std::{
-    path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
 };
 
-use leafnet_tests::proc::{cli_json, leafnet_bin};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn swarm(dir: &Path, port: u16, args: &[&str]) -> std::process::Output {
-    Command::new("bash")
-        .arg(repo().join("scripts/swarm.sh"))
-        .args(args)
-        .env("LEAFNET_SWARM_DIR", dir)
-        .env("LEAFNET_BIN", leafnet_bin())
-        .env("LEAFNET_SWARM_PORT", port.to_string())
-        .env("LEAFNET_SWARM_API_PORT", (port + 1000).to_string())
-        .env("LEAFNET_SWARM_TIMEOUT", "90")
-        .output()
-        .expect("bash runs")
-}
-
-struct Stop(PathBuf, u16);
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = swarm(&self.0, self.1, &["stop"]);
-    }
-}
+use leafnet_tests::proc::{ScriptSwarm, cli_json, leafnet_bin};
 
 /// Runs the CLI with no node (`--data-dir` is irrelevant for offline commands).
 fn offline(args: &[&str]) -> std::process::Output {
@@ -52,15 +24,8 @@ fn split_view_across_a_real_swarm() -> anyhow::Result<()> {
     let dir = tmp.path().join("swarm");
     // Apart from swarm_profiles' range (21,000-26,990 with the API ports).
     let port = 27_000 + (std::process::id() % 300) as u16 * 10;
-    let _stop = Stop(dir.clone(), port);
-    let out = swarm(&dir, port, &["start", "5"]);
-    anyhow::ensure!(
-        out.status.success(),
-        "swarm.sh start failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let node = |k: usize| dir.join(format!("node{k}"));
+    let sw = ScriptSwarm::start(&dir, port, 5)?;
+    let node = |k: usize| sw.node(k);
 
     // The issuer's side, offline.
     let key = tmp.path().join("issuer.key");

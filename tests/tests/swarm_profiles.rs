@@ -1,42 +1,9 @@
 //! Real processes: a 5-node `scripts/swarm.sh` swarm; profiles set on 3 nodes through the CLI;
 //! `profile get` and `profile near` from the other 2 find them.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use leafnet_tests::proc::{cli, cli_json, leafnet_bin};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// Runs `scripts/swarm.sh ARGS` for the swarm in `dir`.
-fn swarm(dir: &Path, port: u16, args: &[&str]) -> std::process::Output {
-    Command::new("bash")
-        .arg(repo().join("scripts/swarm.sh"))
-        .args(args)
-        .env("LEAFNET_SWARM_DIR", dir)
-        .env("LEAFNET_BIN", leafnet_bin())
-        .env("LEAFNET_SWARM_PORT", port.to_string())
-        .env("LEAFNET_SWARM_API_PORT", (port + 1000).to_string())
-        .env("LEAFNET_SWARM_TIMEOUT", "90")
-        .output()
-        .expect("bash runs")
-}
-
-/// Stops the swarm when the test ends, however it ends.
-struct Stop(PathBuf, u16);
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = swarm(&self.0, self.1, &["stop"]);
-    }
-}
+use leafnet_tests::proc::{ScriptSwarm, cli, cli_json};
 
 #[test]
 fn profiles_across_a_real_swarm() -> anyhow::Result<()> {
@@ -44,15 +11,8 @@ fn profiles_across_a_real_swarm() -> anyhow::Result<()> {
     let dir = tmp.path().join("swarm");
     // A port range away from the defaults and from other runs (two per node, five nodes).
     let port = 21_000 + (std::process::id() % 500) as u16 * 10;
-    let _stop = Stop(dir.clone(), port);
-    let out = swarm(&dir, port, &["start", "5"]);
-    anyhow::ensure!(
-        out.status.success(),
-        "swarm.sh start failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let node = |k: usize| dir.join(format!("node{k}"));
+    let sw = ScriptSwarm::start(&dir, port, 5)?;
+    let node = |k: usize| sw.node(k);
 
     // Three owners publish their profiles.
     let places = [
