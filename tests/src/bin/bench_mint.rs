@@ -17,7 +17,8 @@
 //!   statement A and the others statement B, all concurrently (`mint_observe`), t0 just before.
 //!   A node's detection time is its proof's `detected_at_us` − t0. The bench polls every node
 //!   not yet done (`mint_status` of the issuer) every `--poll-ms` until all hold the proof or
-//!   `--round-timeout` passed, then pauses `--pause-ms`.
+//!   `--round-timeout` passed, then waits until the round's gossip is over (no message received
+//!   anywhere for 500 ms; rounds do not overlap), then pauses `--pause-ms`.
 //! - bare: gossipsub only, leafnet's parameters (see `bench_mint/bare.rs`), connected so that
 //!   the mean degree equals the leafnet swarm's measured mean connected peers (every node to
 //!   node 0, plus random edges). The same rounds: the same nodes publish "A" or "B" messages of
@@ -120,6 +121,8 @@ struct Pooled {
     publishes_per_round: f64,
     /// From t0 until every observe/publish call answered.
     issue_ms: Summary,
+    /// From t0 until the round's gossip went quiet.
+    drained_ms: Summary,
 }
 
 fn pooled(s: &run::SwarmOut) -> Pooled {
@@ -158,6 +161,7 @@ fn pooled(s: &run::SwarmOut) -> Pooled {
         msg_node_per_s: msg_node / s.phase_secs,
         publishes_per_round: s.gossip.published / s.rounds.len() as f64,
         issue_ms: summarize(&s.rounds.iter().map(|r| r.issue_ms).collect::<Vec<_>>()),
+        drained_ms: summarize(&s.rounds.iter().map(|r| r.drained_ms).collect::<Vec<_>>()),
     }
 }
 
@@ -222,11 +226,13 @@ fn swarm_json(s: &run::SwarmOut, p: &Pooled) -> serde_json::Value {
         "phase_cpu_ms": s.phase_cpu_ms,
         "distinct_messages": s.distinct_messages,
         "gossip_counters_in_phase": s.gossip,
+        "drain_poll_ms": s.drain_poll_ms,
         "loadavg_before": s.loadavg_before,
         "loadavg_after": s.loadavg_after,
         "rounds": s.rounds.iter().map(|r| serde_json::json!({
             "issue_ms": round3(r.issue_ms),
             "all_done_ms": round3(r.all_done_ms),
+            "drained_ms": round3(r.drained_ms),
             "detect_ms": r.detect_ms.iter().map(|d| d.map(round3)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
@@ -308,6 +314,13 @@ async fn bench(args: &Args) -> anyhow::Result<bool> {
             "all observe/publish calls answered p50",
             lp.issue_ms.p50,
             bp.issue_ms.p50,
+            "ms",
+        ));
+        rows.push(row(
+            n,
+            "round's gossip quiet again p50 (250 ms polls)",
+            lp.drained_ms.p50,
+            bp.drained_ms.p50,
             "ms",
         ));
         rows.push(row(

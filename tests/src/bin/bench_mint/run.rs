@@ -166,6 +166,34 @@ pub struct RoundOut {
     pub issue_ms: f64,
     /// From t0 until the bench saw every node done (or gave up), ms.
     pub all_done_ms: f64,
+    /// From t0 until gossip went quiet (no message received anywhere for 300 ms), ms.
+    pub drained_ms: f64,
+}
+
+/// Waits until `count` (messages received, summed over the nodes) has not changed for 500 ms
+/// (checked every 250 ms), at most `max`; returns when it last changed, and the wall time spent
+/// in `count` (ms; the bench's own cost, on one thread).
+async fn drain<F: FnMut() -> f64>(max: Duration, mut count: F) -> (Instant, f64) {
+    let deadline = Instant::now() + max;
+    let mut spent = 0.0;
+    let mut timed = |spent: &mut f64| {
+        let t = Instant::now();
+        let c = count();
+        *spent += t.elapsed().as_secs_f64() * 1e3;
+        c
+    };
+    let mut last = timed(&mut spent);
+    let mut changed = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let c = timed(&mut spent);
+        if c != last {
+            last = c;
+            changed = Instant::now();
+        } else if changed.elapsed() >= Duration::from_millis(500) || Instant::now() >= deadline {
+            return (changed, spent);
+        }
+    }
 }
 
 /// Gossipsub counters summed over the nodes.
@@ -233,6 +261,8 @@ pub struct SwarmOut {
     /// Gossip messages with distinct ids in the phase (leafnet: N observations + 1 proof a round).
     pub distinct_messages: usize,
     pub gossip: Gs,
+    /// Wall time the bench spent reading the gossip counters to see a round end (ms).
+    pub drain_poll_ms: f64,
     pub rounds: Vec<RoundOut>,
     pub loadavg_before: [f64; 3],
     pub loadavg_after: [f64; 3],
@@ -386,6 +416,7 @@ pub async fn leafnet(opts: &Opts, n: usize, plans: &[RoundPlan]) -> anyhow::Resu
     let cpu0 = process_cpu_ms();
     let t_phase = Instant::now();
     let mut rounds = Vec::new();
+    let mut drain_poll_ms = 0.0;
     for (r, p) in plans.iter().enumerate() {
         let issuer = SigningKey::from_bytes(&p.issuer_seed);
         let issuer_hex = hex::encode(issuer.verifying_key().to_bytes());
@@ -436,10 +467,14 @@ pub async fn leafnet(opts: &Opts, n: usize, plans: &[RoundPlan]) -> anyhow::Resu
                     .map(|d| (d as f64 - t0_us as f64) / 1e3),
             );
         }
+        let (quiet_at, spent) =
+            drain(opts.round_timeout, || leaf_gs_sum(&nodes).recv_unfiltered).await;
+        drain_poll_ms += spent;
+        let drained_ms = quiet_at.duration_since(t0).as_secs_f64() * 1e3;
         let missing = detect_ms.iter().filter(|d| d.is_none()).count();
         if missing > 0 || r % 5 == 4 {
             eprintln!(
-                "  leafnet {n}: round {} done in {all_done_ms:.0} ms, {missing} missing",
+                "  leafnet {n}: round {} detected everywhere in {all_done_ms:.0} ms, gossip quiet after {drained_ms:.0} ms, {missing} missing",
                 r + 1
             );
         }
@@ -447,6 +482,7 @@ pub async fn leafnet(opts: &Opts, n: usize, plans: &[RoundPlan]) -> anyhow::Resu
             detect_ms,
             issue_ms,
             all_done_ms,
+            drained_ms,
         });
         tokio::time::sleep(opts.pause).await;
     }
@@ -478,6 +514,7 @@ pub async fn leafnet(opts: &Opts, n: usize, plans: &[RoundPlan]) -> anyhow::Resu
         phase_cpu_ms,
         distinct_messages: plans.len() * (n + 1),
         gossip,
+        drain_poll_ms,
         rounds,
         loadavg_before,
         loadavg_after: leafnet_tests::benchkit::loadavg(),
@@ -594,6 +631,7 @@ pub async fn bare(
     let cpu0 = process_cpu_ms();
     let t_phase = Instant::now();
     let mut rounds = Vec::new();
+    let mut drain_poll_ms = 0.0;
     for (r, p) in plans.iter().enumerate() {
         let round = r as u32;
         let msgs: Vec<Vec<u8>> = (0..n)
@@ -639,10 +677,14 @@ pub async fn bare(
             let d = bare::ask(b, |tx| bare::Cmd::Detected(round, tx)).await?;
             detect_ms.push(d.map(|d| (d as f64 - t0_us as f64) / 1e3));
         }
+        let (quiet_at, spent) =
+            drain(opts.round_timeout, || bare_gs_sum(&nodes).recv_unfiltered).await;
+        drain_poll_ms += spent;
+        let drained_ms = quiet_at.duration_since(t0).as_secs_f64() * 1e3;
         let missing = detect_ms.iter().filter(|d| d.is_none()).count();
         if missing > 0 || r % 5 == 4 {
             eprintln!(
-                "  bare {n}: round {} done in {all_done_ms:.0} ms, {missing} missing",
+                "  bare {n}: round {} detected everywhere in {all_done_ms:.0} ms, gossip quiet after {drained_ms:.0} ms, {missing} missing",
                 r + 1
             );
         }
@@ -650,6 +692,7 @@ pub async fn bare(
             detect_ms,
             issue_ms,
             all_done_ms,
+            drained_ms,
         });
         tokio::time::sleep(opts.pause).await;
     }
@@ -675,6 +718,7 @@ pub async fn bare(
         phase_cpu_ms,
         distinct_messages: plans.len() * n,
         gossip,
+        drain_poll_ms,
         rounds,
         loadavg_before,
         loadavg_after: leafnet_tests::benchkit::loadavg(),
