@@ -1,0 +1,536 @@
+//! The chain records, their signatures and the chain and ledger rules.
+//!
+//! Every record is a [`Record`] in canonical CBOR inside a [`SignedEnvelope`] over
+//! [`ENTRY_DOMAIN`], signed by the record's account and nobody else. Record `n` carries the
+//! SHA-256 of record `n − 1`'s signed bytes, record 0 is [`Body::Open`] naming the network's
+//! [`Params::params_hash`], and nothing follows [`Body::Close`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ed25519_dalek::SigningKey;
+use leafnet_wire::{
+    DecodeError, SignedEnvelope, cbor,
+    claim::{Claim, ClaimError},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{LeafError, Params, sha256};
+
+/// Domain tag of chain record signatures.
+pub const ENTRY_DOMAIN: &[u8] = b"leafnet/leaf-entry/v1";
+/// The largest signed record, in bytes. An acceptance embeds its cheque (≤ about 450 bytes with
+/// the longest memo), so it is the largest kind, at about 700.
+pub const MAX_ENTRY: usize = 2048;
+/// The largest cheque inside an acceptance.
+pub const MAX_CHEQUE: usize = 1024;
+/// The longest text memo, in bytes.
+pub const MAX_MEMO: usize = 140;
+
+/// A transfer's id: the SHA-256 of its cheque's signed bytes. Every step of a payment is
+/// idempotent by this id.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct TransferId(#[serde(with = "serde_bytes")] pub [u8; 32]);
+
+/// What a cheque says it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Memo {
+    /// Nothing.
+    None,
+    /// A short text of at most [`MAX_MEMO`] bytes.
+    Text(String),
+    /// The SHA-256 of an [`crate::Invoice`]'s signed bytes.
+    Invoice(#[serde(with = "serde_bytes")] [u8; 32]),
+}
+
+/// Why a payee refused a cheque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseReason {
+    /// Accepting would take the payee above +MAX.
+    OverCeiling,
+    /// The payee's account is closed.
+    Closed,
+    /// The payer is not a member (or is a proven equivocator).
+    NotMember,
+}
+
+/// What a record says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Sequence number 0: the account is registered (balance 0) on the network whose
+    /// parameters hash to `params_hash`.
+    Open {
+        /// [`Params::params_hash`] of the network.
+        #[serde(with = "serde_bytes")]
+        params_hash: [u8; 32],
+    },
+    /// The payer's cheque: pay `amount` to `payee` if accepted before `deadline_ms`.
+    Cheque {
+        /// The payee's account.
+        #[serde(with = "serde_bytes")]
+        payee: [u8; 32],
+        /// Minor units, > 0.
+        amount: u64,
+        /// The payee must not accept after this time (unix ms).
+        deadline_ms: u64,
+        /// Memo or invoice hash.
+        memo: Memo,
+    },
+    /// The payee's acceptance: countersigns the embedded cheque (its signed bytes) and states
+    /// the payee's balance after it.
+    Acceptance {
+        /// The cheque's signed bytes.
+        #[serde(with = "serde_bytes")]
+        cheque: Vec<u8>,
+        /// The payee's balance after this acceptance.
+        balance: i64,
+    },
+    /// The payee's signed refusal of a cheque.
+    Refusal {
+        /// The cheque refused.
+        transfer: TransferId,
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// The payee signs that it did not and will not accept the transfer (after its deadline or
+    /// at the payer's request), so the payer can release the reservation.
+    Abort {
+        /// The transfer aborted.
+        transfer: TransferId,
+    },
+    /// The account is closed (only at balance 0 with nothing in flight); nothing follows.
+    Close,
+}
+
+/// One record of an account's chain, as signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The account (ed25519 public key); must be the signer.
+    #[serde(with = "serde_bytes")]
+    pub account: [u8; 32],
+    /// Position in the account's chain, from 0.
+    pub seq: u64,
+    /// SHA-256 of the previous record's signed bytes (all zero for seq 0).
+    #[serde(with = "serde_bytes")]
+    pub prev: [u8; 32],
+    /// What the record says.
+    pub body: Body,
+}
+
+/// The cheque fields, as read from a cheque record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cheque {
+    /// The transfer id (hash of the cheque's signed bytes).
+    pub id: TransferId,
+    /// The payer.
+    #[serde(with = "serde_bytes")]
+    pub payer: [u8; 32],
+    /// The payer's sequence number of the cheque.
+    pub seq: u64,
+    /// The payee.
+    #[serde(with = "serde_bytes")]
+    pub payee: [u8; 32],
+    /// The amount.
+    pub amount: u64,
+    /// The deadline.
+    pub deadline_ms: u64,
+}
+
+impl Record {
+    /// Field rules that need neither the chain nor the parameters: positive amounts that fit an
+    /// `i64`, no cheque to oneself, short memos, an acceptance's embedded cheque valid and
+    /// addressed to this account, seq 0 is `Open` and only seq 0 is.
+    pub fn check(&self) -> Result<(), LeafError> {
+        match (&self.body, self.seq) {
+            (Body::Open { .. }, 0) => {}
+            (Body::Open { .. }, _) | (_, 0) => return Err(LeafError::BadOpen),
+            _ => {}
+        }
+        if self.seq == 0 && self.prev != [0; 32] {
+            return Err(LeafError::BrokenLink { seq: 0 });
+        }
+        match &self.body {
+            Body::Cheque {
+                payee,
+                amount,
+                memo,
+                ..
+            } => {
+                check_amount(*amount, i64::MAX as u64)?;
+                if payee == &self.account {
+                    return Err(LeafError::SelfPayment);
+                }
+                if let Memo::Text(t) = memo {
+                    if t.len() > MAX_MEMO {
+                        return Err(LeafError::MemoTooLong(t.len()));
+                    }
+                }
+            }
+            Body::Acceptance { cheque, .. } => {
+                let c = SignedEntry::open_cheque(cheque)?;
+                if c.payee != self.account {
+                    return Err(LeafError::WrongPayee);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Refuses zero and amounts over `max`.
+pub(crate) fn check_amount(amount: u64, max: u64) -> Result<(), LeafError> {
+    if amount == 0 {
+        return Err(LeafError::ZeroAmount);
+    }
+    if amount > max {
+        return Err(LeafError::AmountTooLarge { amount, max });
+    }
+    Ok(())
+}
+
+/// A record with its account's signature, verified, with its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedEntry {
+    record: Record,
+    bytes: Vec<u8>,
+}
+
+impl SignedEntry {
+    /// Signs `record` with the account's key; refuses another key or a rule-breaking record, so
+    /// nothing this returns fails [`SignedEntry::open`].
+    pub fn seal(key: &SigningKey, record: Record) -> Result<Self, LeafError> {
+        if key.verifying_key().to_bytes() != record.account {
+            return Err(LeafError::AuthorMismatch);
+        }
+        record.check()?;
+        let bytes = SignedEnvelope::seal(key, ENTRY_DOMAIN, cbor::encode(&record)).to_bytes();
+        if bytes.len() > MAX_ENTRY {
+            return Err(too_large(bytes.len(), MAX_ENTRY));
+        }
+        Ok(Self { record, bytes })
+    }
+
+    /// Opens signed bytes: size cap, strict signature, canonical payload, signer = account,
+    /// field rules ([`Record::check`]).
+    pub fn open(bytes: &[u8]) -> Result<Self, LeafError> {
+        Self::open_capped(bytes, MAX_ENTRY)
+    }
+
+    fn open_capped(bytes: &[u8], max: usize) -> Result<Self, LeafError> {
+        if bytes.len() > max {
+            return Err(too_large(bytes.len(), max));
+        }
+        let env = SignedEnvelope::open(bytes, max, ENTRY_DOMAIN)?;
+        let record: Record = cbor::decode(&env.payload, max)?;
+        if record.account != env.signer {
+            return Err(LeafError::AuthorMismatch);
+        }
+        record.check()?;
+        Ok(Self {
+            record,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// Opens a cheque (capped at [`MAX_CHEQUE`], so an acceptance cannot nest acceptances).
+    pub fn open_cheque(bytes: &[u8]) -> Result<Cheque, LeafError> {
+        Self::open_capped(bytes, MAX_CHEQUE)?
+            .cheque()
+            .ok_or(LeafError::Unexpected("not a cheque"))
+    }
+
+    /// The record.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The canonical signed bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// SHA-256 of the signed bytes: what the next record's `prev` names.
+    pub fn hash(&self) -> [u8; 32] {
+        sha256(&[&self.bytes])
+    }
+
+    /// The cheque fields if this is a cheque.
+    pub fn cheque(&self) -> Option<Cheque> {
+        match &self.record.body {
+            Body::Cheque {
+                payee,
+                amount,
+                deadline_ms,
+                ..
+            } => Some(Cheque {
+                id: TransferId(self.hash()),
+                payer: self.record.account,
+                seq: self.record.seq,
+                payee: *payee,
+                amount: *amount,
+                deadline_ms: *deadline_ms,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The transfer a payee's decision is about, and which decision, if this is one. An
+    /// acceptance's embedded cheque was verified when the entry was opened.
+    pub fn decision(&self) -> Option<(TransferId, Decision)> {
+        match &self.record.body {
+            Body::Acceptance { cheque, .. } => {
+                Some((TransferId(sha256(&[cheque])), Decision::Accepted))
+            }
+            Body::Refusal { transfer, .. } => Some((*transfer, Decision::Refused)),
+            Body::Abort { transfer } => Some((*transfer, Decision::Aborted)),
+            _ => None,
+        }
+    }
+}
+
+fn too_large(len: usize, max: usize) -> LeafError {
+    LeafError::TooLarge {
+        what: "ledger record",
+        len,
+        max,
+    }
+}
+
+/// Author = account, slot = canonical CBOR of the sequence number, content = the record's hash:
+/// two different records of one account at one sequence number are an equivocation proof.
+impl Claim for SignedEntry {
+    fn open_claim(bytes: &[u8]) -> Result<Self, ClaimError> {
+        SignedEntry::open(bytes).map_err(|e| match e {
+            LeafError::Decode(d) => ClaimError::Decode(d),
+            LeafError::Sign(s) => ClaimError::Sign(s),
+            LeafError::TooLarge { len, max, .. } => {
+                ClaimError::Decode(DecodeError::TooLarge { len, max })
+            }
+            e => ClaimError::Invalid(e.to_string()),
+        })
+    }
+
+    fn author(&self) -> [u8; 32] {
+        self.record.account
+    }
+
+    fn slot(&self) -> Vec<u8> {
+        cbor::encode(&self.record.seq)
+    }
+
+    fn content(&self) -> [u8; 32] {
+        self.hash()
+    }
+
+    fn claim_bytes(&self) -> Vec<u8> {
+        self.bytes.clone()
+    }
+}
+
+/// How a payee resolved a cheque.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    /// Paid: the payee's acceptance.
+    Accepted,
+    /// The payee's signed refusal.
+    Refused,
+    /// The payee's signed abort.
+    Aborted,
+}
+
+/// What one chain, verified from its start, says about its account.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChainState {
+    /// The account.
+    pub account: [u8; 32],
+    /// The sequence number of the next record.
+    pub next_seq: u64,
+    /// The hash of the last record (what the next record's `prev` must be).
+    pub head: [u8; 32],
+    /// The sum of the cheques this account accepted.
+    pub received: u64,
+    /// The cheques this account issued, by transfer id.
+    pub issued: BTreeMap<TransferId, Cheque>,
+    /// The sum of the cheques this account issued (accepted or not).
+    pub issued_total: u64,
+    /// This account's decisions as a payee, by transfer id.
+    pub decisions: BTreeMap<TransferId, Decision>,
+    /// The incoming cheques this account accepted.
+    pub accepted: BTreeMap<TransferId, Cheque>,
+    /// The balance the last acceptance claimed (0 before any).
+    pub last_claimed_balance: i64,
+    /// Whether the chain ends with `Close`.
+    pub closed: bool,
+}
+
+/// Re-verifies one account's chain from the start: every signature (strictly), size cap,
+/// canonical encoding, sequence number, hash link and field rule; `Open` with these `params`
+/// first, nothing after `Close`; each payee decision at most once per transfer; cheque amounts
+/// within `2 * MAX`; each acceptance's claimed balance within `[-MAX, MAX]` and within what
+/// the chain allows (at most everything received, at least that minus everything issued).
+///
+/// Which cheques of this account were accepted is in the *payees'* chains: use
+/// [`verify_ledger`] to get balances.
+pub fn verify_chain(params: &Params, entries: &[Vec<u8>]) -> Result<ChainState, LeafError> {
+    let mut st = ChainState::default();
+    let max = params.max_balance;
+    for (i, bytes) in entries.iter().enumerate() {
+        let e = SignedEntry::open(bytes)?;
+        let r = e.record();
+        if r.seq != i as u64 {
+            return Err(LeafError::BadSequence {
+                expected: i as u64,
+                got: r.seq,
+            });
+        }
+        if i == 0 {
+            st.account = r.account;
+        } else {
+            if r.account != st.account {
+                return Err(LeafError::WrongAccount);
+            }
+            if r.prev != st.head {
+                return Err(LeafError::BrokenLink { seq: r.seq });
+            }
+        }
+        if st.closed {
+            return Err(LeafError::AfterClose);
+        }
+        match &r.body {
+            Body::Open { params_hash } => {
+                if *params_hash != params.params_hash() {
+                    return Err(LeafError::WrongParams);
+                }
+            }
+            Body::Cheque { amount, .. } => {
+                check_amount(*amount, params.max_amount())?;
+                let c = e.cheque().ok_or(LeafError::Overflow)?;
+                st.issued_total = st
+                    .issued_total
+                    .checked_add(*amount)
+                    .ok_or(LeafError::Overflow)?;
+                st.issued.insert(c.id, c);
+            }
+            Body::Acceptance { cheque, balance } => {
+                let c = SignedEntry::open_cheque(cheque)?;
+                check_amount(c.amount, params.max_amount())?;
+                if st.decisions.insert(c.id, Decision::Accepted).is_some() {
+                    return Err(LeafError::DuplicateDecision);
+                }
+                st.received = st
+                    .received
+                    .checked_add(c.amount)
+                    .ok_or(LeafError::Overflow)?;
+                let high = (st.received as i128).min(max as i128);
+                let low = (st.received as i128 - st.issued_total as i128).max(-(max as i128));
+                if !(low..=high).contains(&(*balance as i128)) {
+                    return Err(LeafError::BadBalanceClaim {
+                        claimed: *balance,
+                        low,
+                        high,
+                    });
+                }
+                st.last_claimed_balance = *balance;
+                st.accepted.insert(c.id, c);
+            }
+            Body::Refusal { transfer, .. } | Body::Abort { transfer } => {
+                let d = e.decision().map(|d| d.1).ok_or(LeafError::Overflow)?;
+                if st.decisions.insert(*transfer, d).is_some() {
+                    return Err(LeafError::DuplicateDecision);
+                }
+            }
+            Body::Close => st.closed = true,
+        }
+        st.head = e.hash();
+        st.next_seq = r.seq + 1;
+    }
+    if entries.is_empty() {
+        return Err(LeafError::BadOpen);
+    }
+    Ok(st)
+}
+
+/// Balances and states of a set of chains verified together.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ledger {
+    /// Each account's balance: accepted incoming minus accepted outgoing.
+    pub balances: BTreeMap<[u8; 32], i64>,
+    /// Every transfer accepted.
+    pub settled: BTreeSet<TransferId>,
+    /// Each chain's state.
+    pub chains: BTreeMap<[u8; 32], ChainState>,
+}
+
+/// Verifies a set of chains together (keyed by account): each with [`verify_chain`]; every
+/// accepted cheque whose payer's chain is held and long enough is exactly the payer's record at
+/// that sequence number (else [`LeafError::Fork`]); balances (accepted incoming − accepted
+/// outgoing) all within `[-MAX, MAX]`; a closed account at 0 with every cheque decided. The sum
+/// of the balances is then 0 by construction: every acceptance moves one amount from one
+/// account to another.
+pub fn verify_ledger(
+    params: &Params,
+    chains: &BTreeMap<[u8; 32], Vec<Vec<u8>>>,
+) -> Result<Ledger, LeafError> {
+    let mut ledger = Ledger::default();
+    for (account, entries) in chains {
+        let st = verify_chain(params, entries)?;
+        if &st.account != account {
+            return Err(LeafError::WrongAccount);
+        }
+        ledger.balances.insert(*account, 0);
+        ledger.chains.insert(*account, st);
+    }
+    let mut bal: BTreeMap<[u8; 32], i128> = BTreeMap::new();
+    for (payee, st) in &ledger.chains {
+        for c in st.accepted.values() {
+            if let Some(payer) = ledger.chains.get(&c.payer) {
+                if c.seq < payer.next_seq && !payer.issued.contains_key(&c.id) {
+                    return Err(LeafError::Fork { seq: c.seq });
+                }
+            }
+            *bal.entry(*payee).or_default() += c.amount as i128;
+            *bal.entry(c.payer).or_default() -= c.amount as i128;
+            ledger.settled.insert(c.id);
+        }
+    }
+    let max = params.max_balance as i128;
+    for (account, b) in bal {
+        if b > max {
+            return Err(LeafError::PayeeAboveCeiling {
+                would_be: b,
+                max: params.max_balance,
+            });
+        }
+        if b < -max {
+            return Err(LeafError::PayerBelowFloor {
+                would_be: b,
+                min: -params.max_balance,
+            });
+        }
+        ledger.balances.insert(account, b as i64);
+    }
+    for (account, st) in &ledger.chains {
+        if st.closed {
+            let balance = ledger.balances.get(account).copied().unwrap_or(0);
+            let undecided: u64 = st
+                .issued
+                .values()
+                .filter(|c| {
+                    ledger
+                        .chains
+                        .get(&c.payee)
+                        .is_some_and(|p| !p.decisions.contains_key(&c.id))
+                })
+                .fold(0u64, |sum, c| sum.saturating_add(c.amount));
+            if balance != 0 || undecided != 0 {
+                return Err(LeafError::CloseNotAtZero {
+                    balance,
+                    reserved: undecided,
+                });
+            }
+        }
+    }
+    Ok(ledger)
+}

@@ -1,0 +1,1 @@
+//! Objects' invoices and receipts (placeholder, filled in below).
