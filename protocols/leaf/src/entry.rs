@@ -161,10 +161,10 @@ impl Record {
                 if payee == &self.account {
                     return Err(LeafError::SelfPayment);
                 }
-                if let Memo::Text(t) = memo {
-                    if t.len() > MAX_MEMO {
-                        return Err(LeafError::MemoTooLong(t.len()));
-                    }
+                if let Memo::Text(t) = memo
+                    && t.len() > MAX_MEMO
+                {
+                    return Err(LeafError::MemoTooLong(t.len()));
                 }
             }
             Body::Acceptance { cheque, .. } => {
@@ -485,10 +485,11 @@ pub fn verify_ledger(
     let mut bal: BTreeMap<[u8; 32], i128> = BTreeMap::new();
     for (payee, st) in &ledger.chains {
         for c in st.accepted.values() {
-            if let Some(payer) = ledger.chains.get(&c.payer) {
-                if c.seq < payer.next_seq && !payer.issued.contains_key(&c.id) {
-                    return Err(LeafError::Fork { seq: c.seq });
-                }
+            if let Some(payer) = ledger.chains.get(&c.payer)
+                && c.seq < payer.next_seq
+                && !payer.issued.contains_key(&c.id)
+            {
+                return Err(LeafError::Fork { seq: c.seq });
             }
             *bal.entry(*payee).or_default() += c.amount as i128;
             *bal.entry(c.payer).or_default() -= c.amount as i128;
@@ -533,4 +534,545 @@ pub fn verify_ledger(
         }
     }
     Ok(ledger)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use leafnet_wire::{SignError, claim::Proof};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::params::tests::{key, params, pk};
+
+    /// Builds a chain by hand, bypassing the wallet (so tests can build bad ones too).
+    pub(crate) struct Chain {
+        pub key: SigningKey,
+        pub head: [u8; 32],
+        pub entries: Vec<Vec<u8>>,
+    }
+
+    impl Chain {
+        pub fn open(seed: u8, p: &Params) -> Self {
+            let mut c = Chain {
+                key: key(seed),
+                head: [0; 32],
+                entries: Vec::new(),
+            };
+            c.push(Body::Open {
+                params_hash: p.params_hash(),
+            });
+            c
+        }
+
+        pub fn record(&self, body: Body) -> Record {
+            Record {
+                account: self.key.verifying_key().to_bytes(),
+                seq: self.entries.len() as u64,
+                prev: self.head,
+                body,
+            }
+        }
+
+        pub fn push(&mut self, body: Body) -> Vec<u8> {
+            let e = SignedEntry::seal(&self.key, self.record(body)).unwrap();
+            self.head = e.hash();
+            self.entries.push(e.as_bytes().to_vec());
+            e.as_bytes().to_vec()
+        }
+
+        pub fn cheque(&mut self, to: u8, amount: u64) -> Vec<u8> {
+            self.push(Body::Cheque {
+                payee: pk(to),
+                amount,
+                deadline_ms: 100,
+                memo: Memo::None,
+            })
+        }
+
+        /// Signs any payload as a record envelope, bypassing `seal`'s checks.
+        pub fn raw(&self, payload: Vec<u8>) -> Vec<u8> {
+            SignedEnvelope::seal(&self.key, ENTRY_DOMAIN, payload).to_bytes()
+        }
+    }
+
+    fn ledger(chains: &[&Chain]) -> BTreeMap<[u8; 32], Vec<Vec<u8>>> {
+        chains
+            .iter()
+            .map(|c| (c.key.verifying_key().to_bytes(), c.entries.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_payment_verifies_and_conserves() {
+        let p = params(1000, &[1, 2]);
+        let (mut a, mut b) = (Chain::open(1, &p), Chain::open(2, &p));
+        let cheque = a.cheque(2, 300);
+        b.push(Body::Acceptance {
+            cheque: cheque.clone(),
+            balance: 300,
+        });
+        let st = verify_chain(&p, &b.entries).unwrap();
+        assert_eq!(
+            (st.received, st.next_seq, st.last_claimed_balance),
+            (300, 2, 300)
+        );
+        let l = verify_ledger(&p, &ledger(&[&a, &b])).unwrap();
+        assert_eq!(l.balances[&pk(1)], -300);
+        assert_eq!(l.balances[&pk(2)], 300);
+        let id = TransferId(sha256(&[&cheque]));
+        assert!(l.settled.contains(&id));
+        assert_eq!(l.chains[&pk(1)].issued[&id].amount, 300);
+        let e = SignedEntry::open(&cheque).unwrap();
+        assert_eq!(e.cheque().unwrap().id, id);
+        assert_eq!(SignedEntry::open(e.as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn forged_signature_is_refused() {
+        let p = params(1000, &[1]);
+        let mut a = Chain::open(1, &p);
+        a.cheque(2, 5);
+        let n = a.entries[1].len();
+        a.entries[1][n - 1] ^= 1;
+        assert_eq!(
+            verify_chain(&p, &a.entries),
+            Err(LeafError::Sign(SignError::BadSignature))
+        );
+        // Signed by another key than the account's.
+        let a = Chain::open(1, &p);
+        let forged = Chain::open(3, &p).raw(cbor::encode(&a.record(Body::Close)));
+        assert_eq!(SignedEntry::open(&forged), Err(LeafError::AuthorMismatch));
+        assert_eq!(
+            SignedEntry::seal(&key(3), a.record(Body::Close)),
+            Err(LeafError::AuthorMismatch)
+        );
+        // Another domain.
+        let other = SignedEnvelope::seal(
+            &a.key,
+            b"leafnet/other/v1",
+            cbor::encode(&a.record(Body::Close)),
+        );
+        assert_eq!(
+            SignedEntry::open(&other.to_bytes()),
+            Err(LeafError::Sign(SignError::BadSignature))
+        );
+    }
+
+    #[test]
+    fn broken_links_and_wrong_sequence_numbers_are_refused() {
+        let p = params(1000, &[1]);
+        let mut a = Chain::open(1, &p);
+        a.head = [9; 32];
+        a.cheque(2, 5);
+        assert_eq!(
+            verify_chain(&p, &a.entries),
+            Err(LeafError::BrokenLink { seq: 1 })
+        );
+        let mut a = Chain::open(1, &p);
+        a.cheque(2, 5);
+        a.entries.remove(1);
+        a.cheque(2, 6);
+        assert_eq!(
+            verify_chain(&p, &a.entries),
+            Err(LeafError::BrokenLink { seq: 1 })
+        );
+        let mut a = Chain::open(1, &p);
+        a.cheque(2, 5);
+        a.entries.swap(0, 1);
+        assert_eq!(
+            verify_chain(&p, &a.entries),
+            Err(LeafError::BadSequence {
+                expected: 0,
+                got: 1
+            })
+        );
+        let mut a = Chain::open(1, &p);
+        a.cheque(2, 5);
+        let dup = a.entries[1].clone();
+        a.entries.push(dup);
+        assert_eq!(
+            verify_chain(&p, &a.entries),
+            Err(LeafError::BadSequence {
+                expected: 2,
+                got: 1
+            })
+        );
+        // Someone else's record in my chain.
+        let mut a = Chain::open(1, &p);
+        let mut b = Chain::open(2, &p);
+        b.head = a.head;
+        b.entries = vec![vec![]];
+        let e = b.cheque(3, 1);
+        a.entries.push(e);
+        assert_eq!(verify_chain(&p, &a.entries), Err(LeafError::WrongAccount));
+    }
+
+    #[test]
+    fn open_rules() {
+        let p = params(1000, &[1]);
+        assert_eq!(verify_chain(&p, &[]), Err(LeafError::BadOpen));
+        let a = Chain::open(1, &p);
+        assert_eq!(
+            verify_chain(&params(999, &[1]), &a.entries),
+            Err(LeafError::WrongParams)
+        );
+        let mut b = Chain::open(1, &p);
+        let r = b.record(Body::Open {
+            params_hash: [0; 32],
+        });
+        assert_eq!(
+            SignedEntry::seal(&b.key, r.clone()),
+            Err(LeafError::BadOpen)
+        );
+        b.entries.push(b.raw(cbor::encode(&r)));
+        assert_eq!(verify_chain(&p, &b.entries), Err(LeafError::BadOpen));
+        // seq 0 that is not Open.
+        let c = Chain {
+            key: key(1),
+            head: [0; 32],
+            entries: vec![],
+        };
+        assert_eq!(
+            SignedEntry::seal(&c.key, c.record(Body::Close)),
+            Err(LeafError::BadOpen)
+        );
+    }
+
+    #[test]
+    fn zero_negative_and_oversized_amounts_are_refused() {
+        let p = params(1000, &[1]);
+        let mut a = Chain::open(1, &p);
+        let zero = a.record(Body::Cheque {
+            payee: pk(2),
+            amount: 0,
+            deadline_ms: 1,
+            memo: Memo::None,
+        });
+        assert_eq!(
+            SignedEntry::seal(&a.key, zero.clone()),
+            Err(LeafError::ZeroAmount)
+        );
+        assert_eq!(
+            SignedEntry::open(&a.raw(cbor::encode(&zero))),
+            Err(LeafError::ZeroAmount)
+        );
+        // A negative amount cannot even be decoded as a record.
+        #[derive(Serialize)]
+        enum NegBody {
+            Cheque {
+                #[serde(with = "serde_bytes")]
+                payee: [u8; 32],
+                amount: i64,
+                deadline_ms: u64,
+                memo: Memo,
+            },
+        }
+        #[derive(Serialize)]
+        struct NegRecord {
+            #[serde(with = "serde_bytes")]
+            account: [u8; 32],
+            seq: u64,
+            #[serde(with = "serde_bytes")]
+            prev: [u8; 32],
+            body: NegBody,
+        }
+        let neg = NegRecord {
+            account: pk(1),
+            seq: 1,
+            prev: a.head,
+            body: NegBody::Cheque {
+                payee: pk(2),
+                amount: -5,
+                deadline_ms: 1,
+                memo: Memo::None,
+            },
+        };
+        assert!(matches!(
+            SignedEntry::open(&a.raw(cbor::encode(&neg))),
+            Err(LeafError::Decode(_))
+        ));
+        // Over i64::MAX: refused by the record rules; over 2 * MAX: by the chain rules.
+        let huge = a.record(Body::Cheque {
+            payee: pk(2),
+            amount: i64::MAX as u64 + 1,
+            deadline_ms: 1,
+            memo: Memo::None,
+        });
+        assert!(matches!(
+            SignedEntry::seal(&a.key, huge),
+            Err(LeafError::AmountTooLarge { .. })
+        ));
+        a.cheque(2, 2001);
+        assert_eq!(
+            verify_chain(&p, &a.entries),
+            Err(LeafError::AmountTooLarge {
+                amount: 2001,
+                max: 2000
+            })
+        );
+        // To oneself, and a long memo.
+        let mut a = Chain::open(1, &p);
+        let selfpay = a.record(Body::Cheque {
+            payee: pk(1),
+            amount: 1,
+            deadline_ms: 1,
+            memo: Memo::None,
+        });
+        assert_eq!(
+            SignedEntry::seal(&a.key, selfpay),
+            Err(LeafError::SelfPayment)
+        );
+        let long = a.record(Body::Cheque {
+            payee: pk(2),
+            amount: 1,
+            deadline_ms: 1,
+            memo: Memo::Text("x".repeat(MAX_MEMO + 1)),
+        });
+        assert_eq!(
+            SignedEntry::seal(&a.key, long),
+            Err(LeafError::MemoTooLong(MAX_MEMO + 1))
+        );
+        a.push(Body::Cheque {
+            payee: pk(2),
+            amount: 1,
+            deadline_ms: 1,
+            memo: Memo::Text("x".repeat(MAX_MEMO)),
+        });
+        verify_chain(&p, &a.entries).unwrap();
+    }
+
+    #[test]
+    fn over_bound_balances_are_refused() {
+        let p = params(1000, &[1, 2, 3]);
+        let (mut a, mut b, mut c) = (Chain::open(1, &p), Chain::open(2, &p), Chain::open(3, &p));
+        // 1 pays 2 600 twice: 1 would be at −1200.
+        let x = a.cheque(2, 600);
+        let y = a.cheque(2, 600);
+        b.push(Body::Acceptance {
+            cheque: x,
+            balance: 600,
+        });
+        let mut b2 = Chain {
+            key: b.key.clone(),
+            head: b.head,
+            entries: b.entries.clone(),
+        };
+        b.push(Body::Acceptance {
+            cheque: y,
+            balance: 1200,
+        });
+        // The payee's own claim is over MAX.
+        assert!(matches!(
+            verify_chain(&p, &b.entries),
+            Err(LeafError::BadBalanceClaim { .. })
+        ));
+        // With c paying b enough to stay under the ceiling is impossible; instead check the
+        // payer's floor: 2 pays 1's second cheque forward so 2 stays at 600.
+        let z = b2.cheque(3, 600);
+        c.push(Body::Acceptance {
+            cheque: z,
+            balance: 600,
+        });
+        let y2 = a.entries[2].clone();
+        b2.push(Body::Acceptance {
+            cheque: y2,
+            balance: 600,
+        });
+        assert_eq!(
+            verify_ledger(&p, &ledger(&[&a, &b2, &c])),
+            Err(LeafError::PayerBelowFloor {
+                would_be: -1200,
+                min: -1000
+            })
+        );
+        // A claim above what was received.
+        let mut d = Chain::open(2, &p);
+        let mut e = Chain::open(1, &p);
+        let q = e.cheque(2, 10);
+        d.push(Body::Acceptance {
+            cheque: q,
+            balance: 11,
+        });
+        assert_eq!(
+            verify_chain(&p, &d.entries),
+            Err(LeafError::BadBalanceClaim {
+                claimed: 11,
+                low: 10,
+                high: 10
+            })
+        );
+    }
+
+    #[test]
+    fn payee_above_ceiling_is_refused_by_the_ledger() {
+        let p = params(1000, &[1, 2, 3]);
+        let (mut a, mut b, mut c) = (Chain::open(1, &p), Chain::open(2, &p), Chain::open(3, &p));
+        let x = a.cheque(3, 700);
+        let y = b.cheque(3, 700);
+        // 3 issued a cheque that was never accepted, and claims it was to pass the ceiling.
+        let refused = c.cheque(1, 700);
+        a.push(Body::Refusal {
+            transfer: TransferId(sha256(&[&refused])),
+            reason: RefuseReason::OverCeiling,
+        });
+        c.push(Body::Acceptance {
+            cheque: x,
+            balance: 700,
+        });
+        c.push(Body::Acceptance {
+            cheque: y,
+            balance: 700,
+        });
+        verify_chain(&p, &c.entries).unwrap();
+        assert_eq!(
+            verify_ledger(&p, &ledger(&[&a, &b, &c])),
+            Err(LeafError::PayeeAboveCeiling {
+                would_be: 1400,
+                max: 1000
+            })
+        );
+    }
+
+    #[test]
+    fn one_decision_per_transfer() {
+        let p = params(1000, &[1, 2]);
+        let (mut a, mut b) = (Chain::open(1, &p), Chain::open(2, &p));
+        let x = a.cheque(2, 5);
+        let id = TransferId(sha256(&[&x]));
+        b.push(Body::Abort { transfer: id });
+        b.push(Body::Acceptance {
+            cheque: x,
+            balance: 5,
+        });
+        assert_eq!(
+            verify_chain(&p, &b.entries),
+            Err(LeafError::DuplicateDecision)
+        );
+        // An acceptance of a cheque to someone else.
+        let y = a.cheque(3, 5);
+        let b = Chain::open(2, &p);
+        let r = b.record(Body::Acceptance {
+            cheque: y,
+            balance: 5,
+        });
+        assert_eq!(SignedEntry::seal(&b.key, r), Err(LeafError::WrongPayee));
+    }
+
+    #[test]
+    fn closing_only_at_zero_and_nothing_after() {
+        let p = params(1000, &[1, 2]);
+        let (mut a, mut b) = (Chain::open(1, &p), Chain::open(2, &p));
+        let x = a.cheque(2, 5);
+        a.push(Body::Close);
+        b.push(Body::Acceptance {
+            cheque: x,
+            balance: 5,
+        });
+        assert_eq!(
+            verify_ledger(&p, &ledger(&[&a, &b])),
+            Err(LeafError::CloseNotAtZero {
+                balance: -5,
+                reserved: 0
+            })
+        );
+        // Closed with an undecided cheque.
+        let (mut a, b) = (Chain::open(1, &p), Chain::open(2, &p));
+        a.cheque(2, 5);
+        a.push(Body::Close);
+        assert_eq!(
+            verify_ledger(&p, &ledger(&[&a, &b])),
+            Err(LeafError::CloseNotAtZero {
+                balance: 0,
+                reserved: 5
+            })
+        );
+        // Closed at zero, then nothing may follow.
+        let mut a = Chain::open(1, &p);
+        a.push(Body::Close);
+        verify_ledger(&p, &ledger(&[&a])).unwrap();
+        a.cheque(2, 1);
+        assert_eq!(verify_chain(&p, &a.entries), Err(LeafError::AfterClose));
+    }
+
+    #[test]
+    fn two_records_at_one_seq_are_a_portable_proof() {
+        let p = params(1000, &[1, 2]);
+        let mut a = Chain::open(1, &p);
+        let mut fork = Chain {
+            key: a.key.clone(),
+            head: a.head,
+            entries: a.entries.clone(),
+        };
+        let x = a.cheque(2, 5);
+        let y = fork.cheque(2, 6);
+        let (ex, ey) = (
+            SignedEntry::open(&x).unwrap(),
+            SignedEntry::open(&y).unwrap(),
+        );
+        let proof = Proof::new(&ex, &ey).unwrap();
+        let (pa, pb) = Proof::decode(&proof.to_bytes())
+            .unwrap()
+            .verify::<SignedEntry>()
+            .unwrap();
+        assert_eq!([pa.author(), pb.author()], [pk(1), pk(1)]);
+        // Different seqs are no proof.
+        let z = a.cheque(2, 7);
+        assert!(Proof::new(&ex, &SignedEntry::open(&z).unwrap()).is_err());
+        // The ledger sees the fork when the payee accepted the other branch.
+        let mut b = Chain::open(2, &p);
+        b.push(Body::Acceptance {
+            cheque: y,
+            balance: 6,
+        });
+        assert_eq!(
+            verify_ledger(&p, &ledger(&[&a, &b])),
+            Err(LeafError::Fork { seq: 1 })
+        );
+    }
+
+    #[test]
+    fn oversize_and_non_canonical_are_refused() {
+        assert!(matches!(
+            SignedEntry::open(&vec![0; MAX_ENTRY + 1]),
+            Err(LeafError::TooLarge { .. })
+        ));
+        let p = params(1000, &[1]);
+        let a = Chain::open(1, &p);
+        let mut payload = cbor::encode(&a.record(Body::Close));
+        payload.push(0);
+        assert!(matches!(
+            SignedEntry::open(&a.raw(payload)),
+            Err(LeafError::Decode(_))
+        ));
+        let mut b = a.entries[0].clone();
+        b.push(0);
+        assert!(matches!(SignedEntry::open(&b), Err(LeafError::Decode(_))));
+        // Claim errors keep their kind.
+        assert!(matches!(
+            SignedEntry::open_claim(&vec![0; MAX_ENTRY + 1]),
+            Err(ClaimError::Decode(DecodeError::TooLarge { .. }))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn open_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1500)) {
+            let _ = SignedEntry::open(&bytes);
+            let _ = SignedEntry::open_cheque(&bytes);
+            let _ = Params::decode(&bytes);
+            let _ = crate::SignedCertification::open(&bytes);
+            let _ = crate::Message::decode(&bytes);
+            let _ = crate::Wallet::decode_state(&bytes);
+        }
+
+        #[test]
+        fn any_bit_flip_breaks_a_record(pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let p = params(1000, &[1]);
+            let mut a = Chain::open(1, &p);
+            let mut bytes = a.cheque(2, 5);
+            let i = pos.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            prop_assert!(SignedEntry::open(&bytes).is_err());
+        }
+    }
 }

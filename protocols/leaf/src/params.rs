@@ -185,12 +185,12 @@ impl Certification {
         if self.certifier == self.subject {
             return Err(LeafError::BadCertification("self-certification"));
         }
-        if let CertKind::Object { owner } = self.kind {
-            if owner != self.certifier {
-                return Err(LeafError::BadCertification(
-                    "an object is certified by its owner",
-                ));
-            }
+        if let CertKind::Object { owner } = self.kind
+            && owner != self.certifier
+        {
+            return Err(LeafError::BadCertification(
+                "an object is certified by its owner",
+            ));
         }
         if self.issued_ms >= self.expires_ms {
             return Err(LeafError::BadCertification("empty validity window"));

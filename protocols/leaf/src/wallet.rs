@@ -342,10 +342,10 @@ impl Wallet {
             return Err(LeafError::SelfPayment);
         }
         check_amount(amount, self.params.max_amount())?;
-        if let Memo::Text(t) = &memo {
-            if t.len() > MAX_MEMO {
-                return Err(LeafError::MemoTooLong(t.len()));
-            }
+        if let Memo::Text(t) = &memo
+            && t.len() > MAX_MEMO
+        {
+            return Err(LeafError::MemoTooLong(t.len()));
         }
         if deadline_ms <= now_ms {
             return Err(LeafError::DeadlinePassed {
@@ -618,5 +618,319 @@ fn abort_request(key: &SigningKey, payer: [u8; 32], payee: [u8; 32], id: Transfe
     Action::Send {
         to: payee,
         message: Message::AbortRequest(ByteBuf::from(env.to_bytes())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::params::tests::{key, params, pk};
+
+    fn wallets(max: i64) -> (Wallet, Wallet) {
+        let p = params(max, &[1, 2]);
+        let (a, _) = Wallet::create(key(1), p.clone()).unwrap();
+        let (b, _) = Wallet::create(key(2), p).unwrap();
+        (a, b)
+    }
+
+    fn pay(amount: u64, deadline_ms: u64) -> Event {
+        Event::Pay {
+            payee: pk(2),
+            amount,
+            deadline_ms,
+            memo: Memo::None,
+        }
+    }
+
+    fn sent(actions: &[Action]) -> Vec<u8> {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Send { message, .. } => Some(message.to_bytes()),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn pay_persists_before_sending_and_acks_after() {
+        let (mut a, mut b) = wallets(1000);
+        let out = a.handle(pay(300, 50), 10).unwrap();
+        assert!(matches!(out[0], Action::Persist(_)));
+        assert!(matches!(out[1], Action::Send { to, .. } if to == pk(2)));
+        let Action::Ack(Outcome::Issued(id)) = out[2] else {
+            panic!("no ack")
+        };
+        assert_eq!((a.balance(), a.available()), (0, -300));
+        let answer = b.handle(Event::Received(sent(&out)), 20).unwrap();
+        assert!(matches!(answer[0], Action::Persist(_)));
+        assert_eq!(answer[2], Action::Ack(Outcome::Received(id, 300)));
+        assert_eq!(b.balance(), 300);
+        let done = a.handle(Event::Received(sent(&answer)), 30).unwrap();
+        assert!(matches!(done[0], Action::Persist(_)));
+        assert_eq!(done[1], Action::Ack(Outcome::Paid(id)));
+        assert_eq!((a.balance(), a.available()), (-300, -300));
+        // Replays: the payee answers the same and signs nothing; the payer changes nothing.
+        let again = b.handle(Event::Received(sent(&out)), 40).unwrap();
+        assert_eq!(again, vec![answer[1].clone()]);
+        assert_eq!(b.state().entries.len(), 2);
+        assert!(
+            a.handle(Event::Received(sent(&answer)), 40)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(a.state().paid, 300);
+    }
+
+    #[test]
+    fn bounds_are_enforced_with_the_reason() {
+        let (mut a, _) = wallets(1000);
+        assert_eq!(
+            a.handle(pay(1001, 50), 10),
+            Err(LeafError::PayerBelowFloor {
+                would_be: -1001,
+                min: -1000
+            })
+        );
+        // Reservations count: 600 in flight, 500 more would pass −MAX.
+        a.handle(pay(600, 50), 10).unwrap();
+        assert!(matches!(
+            a.handle(pay(500, 50), 10),
+            Err(LeafError::PayerBelowFloor {
+                would_be: -1100,
+                ..
+            })
+        ));
+        assert_eq!(a.handle(pay(0, 50), 10), Err(LeafError::ZeroAmount));
+        assert!(matches!(
+            a.handle(pay(5000, 50), 10),
+            Err(LeafError::AmountTooLarge { .. })
+        ));
+        assert_eq!(
+            a.handle(pay(1, 10), 10),
+            Err(LeafError::DeadlinePassed {
+                deadline_ms: 10,
+                now_ms: 10
+            })
+        );
+        let to_self = Event::Pay {
+            payee: pk(1),
+            amount: 1,
+            deadline_ms: 50,
+            memo: Memo::None,
+        };
+        assert_eq!(a.handle(to_self, 10), Err(LeafError::SelfPayment));
+        // The payee refuses, with its reason, what would take it above +MAX.
+        let p = params(1000, &[1, 2, 3]);
+        let (mut c, _) = Wallet::create(key(3), p).unwrap();
+        let (mut a, _) = Wallet::create(key(1), params(1000, &[1, 2, 3])).unwrap();
+        let x = a.handle(pay(900, 50), 10).unwrap();
+        let y = c.handle(pay(200, 50), 10).unwrap();
+        let mut b = Wallet::create(key(2), params(1000, &[1, 2, 3])).unwrap().0;
+        b.handle(Event::Received(sent(&x)), 10).unwrap();
+        let r = b.handle(Event::Received(sent(&y)), 10).unwrap();
+        let Ok(Message::Decision(d)) = Message::decode(&sent(&r)) else {
+            panic!("no decision")
+        };
+        assert!(matches!(
+            SignedEntry::open(&d).unwrap().record().body,
+            Body::Refusal {
+                reason: RefuseReason::OverCeiling,
+                ..
+            }
+        ));
+        let done = c.handle(Event::Received(sent(&r)), 10).unwrap();
+        assert!(matches!(done[1], Action::Ack(Outcome::Refused(_))));
+        assert_eq!(c.available(), 0);
+    }
+
+    #[test]
+    fn deadline_abort_releases_the_reservation() {
+        let (mut a, mut b) = wallets(1000);
+        let out = a.handle(pay(300, 50), 10).unwrap();
+        assert!(a.handle(Event::Tick, 50).unwrap().is_empty());
+        let tick = a.handle(Event::Tick, 51).unwrap();
+        assert!(matches!(tick[0], Action::Persist(_)));
+        let abort = b.handle(Event::Received(sent(&tick)), 60).unwrap();
+        let done = a.handle(Event::Received(sent(&abort)), 60).unwrap();
+        assert!(matches!(done[1], Action::Ack(Outcome::Aborted(_))));
+        assert_eq!(a.available(), 0);
+        // The late cheque gets the stored abort, never an acceptance.
+        let late = b.handle(Event::Received(sent(&out)), 70).unwrap();
+        assert_eq!(late, vec![abort[1].clone()]);
+        assert_eq!(b.balance(), 0);
+        // A cheque arriving after its deadline is aborted by the payee itself.
+        let out = a.handle(pay(5, 80), 70).unwrap();
+        let answer = b.handle(Event::Received(sent(&out)), 81).unwrap();
+        let done = a.handle(Event::Received(sent(&answer)), 81).unwrap();
+        assert!(matches!(done[1], Action::Ack(Outcome::Aborted(_))));
+    }
+
+    #[test]
+    fn foreign_and_forged_messages_are_refused() {
+        let (mut a, mut b) = wallets(1000);
+        let out = a.handle(pay(300, 50), 10).unwrap();
+        // A proposal for someone else.
+        let (mut c, _) = Wallet::create(key(3), params(1000, &[1, 2])).unwrap();
+        assert_eq!(
+            c.handle(Event::Received(sent(&out)), 10),
+            Err(LeafError::WrongPayee)
+        );
+        // A decision from someone other than the payee.
+        let fake = SignedEntry::seal(
+            &key(3),
+            Record {
+                account: pk(3),
+                seq: 1,
+                prev: SignedEntry::open(&c.state().entries[0]).unwrap().hash(),
+                body: Body::Abort {
+                    transfer: *a.state().outgoing.keys().next().unwrap(),
+                },
+            },
+        )
+        .unwrap();
+        let msg = Message::Decision(ByteBuf::from(fake.as_bytes().to_vec())).to_bytes();
+        assert_eq!(
+            a.handle(Event::Received(msg), 10),
+            Err(LeafError::WrongPayee)
+        );
+        // A decision about an unknown transfer.
+        let unknown = SignedEntry::seal(
+            &key(2),
+            Record {
+                account: pk(2),
+                seq: 1,
+                prev: SignedEntry::open(&b.state().entries[0]).unwrap().hash(),
+                body: Body::Abort {
+                    transfer: TransferId([7; 32]),
+                },
+            },
+        )
+        .unwrap();
+        let msg = Message::Decision(ByteBuf::from(unknown.as_bytes().to_vec())).to_bytes();
+        assert_eq!(
+            a.handle(Event::Received(msg), 10),
+            Err(LeafError::UnknownTransfer)
+        );
+        // An abort request signed by someone other than the payer it names.
+        let req = AbortRequest {
+            payer: pk(1),
+            payee: pk(2),
+            transfer: TransferId([1; 32]),
+        };
+        let env = SignedEnvelope::seal(&key(3), ABORT_REQUEST_DOMAIN, cbor::encode(&req));
+        let msg = Message::AbortRequest(ByteBuf::from(env.to_bytes())).to_bytes();
+        assert_eq!(
+            b.handle(Event::Received(msg), 10),
+            Err(LeafError::AuthorMismatch)
+        );
+        // A forged cheque.
+        let mut bytes = sent(&out);
+        let n = bytes.len();
+        bytes[n - 1] ^= 1;
+        assert!(matches!(
+            b.handle(Event::Received(bytes), 10),
+            Err(LeafError::Sign(_))
+        ));
+        assert_eq!(b.state().entries.len(), 1, "nothing was signed");
+    }
+
+    #[test]
+    fn closing_only_at_zero() {
+        let (mut a, mut b) = wallets(1000);
+        let out = a.handle(pay(300, 50), 10).unwrap();
+        assert_eq!(
+            a.handle(Event::Close, 10),
+            Err(LeafError::CloseNotAtZero {
+                balance: 0,
+                reserved: 300
+            })
+        );
+        let answer = b.handle(Event::Received(sent(&out)), 10).unwrap();
+        a.handle(Event::Received(sent(&answer)), 10).unwrap();
+        assert_eq!(
+            a.handle(Event::Close, 10),
+            Err(LeafError::CloseNotAtZero {
+                balance: -300,
+                reserved: 0
+            })
+        );
+        let back = b
+            .handle(
+                Event::Pay {
+                    payee: pk(1),
+                    amount: 300,
+                    deadline_ms: 50,
+                    memo: Memo::None,
+                },
+                10,
+            )
+            .unwrap();
+        let answer = a.handle(Event::Received(sent(&back)), 10).unwrap();
+        b.handle(Event::Received(sent(&answer)), 10).unwrap();
+        assert_eq!(
+            a.handle(Event::Close, 10).unwrap()[1],
+            Action::Ack(Outcome::Closed)
+        );
+        assert!(a.is_closed());
+        assert_eq!(a.handle(pay(1, 50), 10), Err(LeafError::AfterClose));
+        assert_eq!(a.handle(Event::Close, 10), Err(LeafError::AfterClose));
+        let (a2, _) = Wallet::restart(key(1), params(1000, &[1, 2]), a.state().clone()).unwrap();
+        assert!(a2.is_closed());
+    }
+
+    #[test]
+    fn restart_resends_and_refuses_tampered_state() {
+        let (mut a, _) = wallets(1000);
+        let out = a.handle(pay(300, 50), 10).unwrap();
+        let Action::Persist(state) = &out[0] else {
+            panic!()
+        };
+        let bytes = cbor::encode(&**state);
+        let state = Wallet::decode_state(&bytes).unwrap();
+        let (a2, again) = Wallet::restart(key(1), params(1000, &[1, 2]), state.clone()).unwrap();
+        assert_eq!(
+            again,
+            vec![out[1].clone()],
+            "the pending cheque is sent again"
+        );
+        assert_eq!(a2.available(), -300);
+        // Another key, other params, a tampered total or a broken chain: refused.
+        assert_eq!(
+            Wallet::restart(key(2), params(1000, &[1, 2]), state.clone()).unwrap_err(),
+            LeafError::WrongAccount
+        );
+        assert_eq!(
+            Wallet::restart(key(1), params(999, &[1, 2]), state.clone()).unwrap_err(),
+            LeafError::WrongParams
+        );
+        let mut t = state.clone();
+        t.reserved = 0;
+        assert!(matches!(
+            Wallet::restart(key(1), params(1000, &[1, 2]), t),
+            Err(LeafError::Unexpected(_))
+        ));
+        let mut t = state;
+        t.entries.remove(0);
+        assert!(Wallet::restart(key(1), params(1000, &[1, 2]), t).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_messages_never_panic_or_sign(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let (mut a, _) = wallets(1000);
+            let _ = a.handle(Event::Received(bytes.clone()), 10);
+            let wrapped = [
+                Message::Propose(ByteBuf::from(bytes.clone())),
+                Message::Decision(ByteBuf::from(bytes.clone())),
+                Message::AbortRequest(ByteBuf::from(bytes)),
+            ];
+            for m in wrapped {
+                prop_assert!(a.handle(Event::Received(m.to_bytes()), 10).is_err());
+            }
+            prop_assert_eq!(a.state().entries.len(), 1);
+        }
     }
 }
