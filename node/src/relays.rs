@@ -135,13 +135,39 @@ impl Actor {
         }
     }
 
-    /// A confirmed external address: kept only if it may be dialled from where our peers are.
+    /// The relay server serves only while this node is public. Left to itself, libp2p's relay
+    /// server turns on with *any* confirmed external address, including the relayed address a
+    /// private node gets from its own reservation: private nodes would then advertise HOP and
+    /// attract reservations they cannot carry (found by the NAT lab test).
+    pub(crate) fn update_relay_server(&mut self) {
+        let public = self.reachability_now() == "public";
+        if let Some(r) = self.swarm.behaviour_mut().relay_server.as_mut() {
+            r.set_status(Some(if public {
+                relay::Status::Enable
+            } else {
+                relay::Status::Disable
+            }));
+        }
+    }
+
+    /// A confirmed external address: kept only if it may be dialled from where our peers are
+    /// (for a relayed address: if the relay's own address may be).
     pub(crate) fn on_external_confirmed(&mut self, address: &Multiaddr) -> bool {
-        if !self.cfg.local && !relayed(address) && !is_global(address) {
+        let base: Multiaddr = address
+            .iter()
+            .take_while(|p| !matches!(p, Protocol::P2pCircuit))
+            .collect();
+        let chained = address
+            .iter()
+            .filter(|p| matches!(p, Protocol::P2pCircuit))
+            .count()
+            > 1;
+        if chained || (!self.cfg.local && !is_global(&base)) {
             tracing::debug!(%address, "dropping a confirmed non-global address");
             self.swarm.remove_external_address(address);
             return false;
         }
+        self.update_relay_server();
         true
     }
 
@@ -158,6 +184,7 @@ impl Actor {
             }
         }
         self.update_kad_mode();
+        self.update_relay_server();
     }
 
     pub(crate) fn on_relay_server(&mut self, e: relay::Event) {
@@ -263,6 +290,7 @@ impl Actor {
     /// Periodic relay work: public relays announce themselves; private nodes find candidates
     /// and run the selector.
     pub(crate) fn relays_tick(&mut self, now: Instant) {
+        self.update_relay_server();
         let reach = self.reachability_now();
         if reach == "public"
             && self.cfg.relay.server
@@ -369,7 +397,10 @@ impl Actor {
         if let Some(conns) = self.conns.get(p) {
             v.extend(conns.iter().filter(|c| !c.inbound).map(|c| c.addr.clone()));
         }
-        v.retain(|a| !relayed(a));
+        // Never a relayed address (no chains of relays), and off a local network only global
+        // ones: identify also lists loopback and LAN addresses.
+        let local = self.cfg.local;
+        v.retain(|a| !relayed(a) && (local || is_global(a)));
         v.dedup();
         v
     }

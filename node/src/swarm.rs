@@ -598,7 +598,12 @@ impl Actor {
             .conns
             .iter()
             .filter_map(|(peer, conns)| {
-                let c = conns.first()?;
+                // Describe a direct connection when there is one (DCUtR keeps the relayed one
+                // open for a moment after the upgrade).
+                let c = conns
+                    .iter()
+                    .find(|c| !is_relayed(&c.addr))
+                    .or_else(|| conns.first())?;
                 let rtt = conns
                     .iter()
                     .filter_map(|c| self.rtts.get(&(*peer, c.id)))
