@@ -34,6 +34,7 @@ pub use entry::{
     Body, ChainState, Cheque, Decision, Ledger, MAX_ENTRY, Memo, Record, RefuseReason, SignedEntry,
     TransferId, verify_chain, verify_ledger,
 };
+pub use invoice::{Invoice, Receipt, SignedInvoice};
 pub use params::{CertKind, Certification, Params, SignedCertification};
 pub use wallet::{
     AbortRequest, Action, Event, Message, OutState, Outcome, Outgoing, Wallet, WalletState,

@@ -30,8 +30,8 @@ use serde_bytes::ByteBuf;
 use crate::{
     LeafError, Params,
     entry::{
-        Body, Decision, MAX_ENTRY, MAX_MEMO, Memo, Record, RefuseReason, SignedEntry, TransferId,
-        check_amount, verify_chain,
+        Body, Decision, MAX_CHEQUE, MAX_ENTRY, MAX_MEMO, Memo, Record, RefuseReason, SignedEntry,
+        TransferId, check_amount, verify_chain,
     },
 };
 
@@ -40,21 +40,18 @@ pub const ABORT_REQUEST_DOMAIN: &[u8] = b"leafnet/leaf-abort-request/v1";
 /// The largest [`Message`], in bytes.
 pub const MAX_MESSAGE: usize = MAX_ENTRY + 256;
 /// The largest signed abort request, in bytes (a real one is about 200).
-pub const MAX_ABORT_REQUEST: usize = 512;
+pub const MAX_ABORT_REQUEST: usize = MAX_CHEQUE + 256;
 /// The largest persisted [`WalletState`] [`Wallet::decode_state`] accepts (64 MiB).
 pub const MAX_STATE: usize = 64 * 1024 * 1024;
 
 /// What the payer signs after a cheque's deadline: "abort this transfer".
+///
+/// It carries the cheque itself, so the payee can check that the signer is the cheque's payer:
+/// nobody else can make a payee abort somebody's cheque before it arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AbortRequest {
-    /// The payer; must be the signer.
-    #[serde(with = "serde_bytes")]
-    pub payer: [u8; 32],
-    /// The payee asked to abort.
-    #[serde(with = "serde_bytes")]
-    pub payee: [u8; 32],
-    /// The transfer.
-    pub transfer: TransferId,
+    /// The cheque's signed bytes; its payer must be the request's signer.
+    pub cheque: ByteBuf,
 }
 
 /// A message of the `/leafnet/<net>/leaf/1` protocol.
@@ -451,28 +448,27 @@ impl Wallet {
     fn on_abort_request(&mut self, bytes: &[u8]) -> Result<Vec<Action>, LeafError> {
         let env = SignedEnvelope::open(bytes, MAX_ABORT_REQUEST, ABORT_REQUEST_DOMAIN)?;
         let req: AbortRequest = cbor::decode(&env.payload, MAX_ABORT_REQUEST)?;
-        if req.payer != env.signer {
+        let c = SignedEntry::open_cheque(&req.cheque)?;
+        if c.payer != env.signer {
             return Err(LeafError::AuthorMismatch);
         }
-        if req.payee != self.account {
+        if c.payee != self.account {
             return Err(LeafError::WrongPayee);
         }
-        if let Some(answer) = self.stored_decision(req.transfer, req.payer) {
+        if let Some(answer) = self.stored_decision(c.id, c.payer) {
             return Ok(vec![answer]);
         }
         if self.closed {
             return Err(LeafError::AfterClose);
         }
-        let entry = self.append(Body::Abort {
-            transfer: req.transfer,
-        })?;
+        let entry = self.append(Body::Abort { transfer: c.id })?;
         self.state
             .incoming
-            .insert(req.transfer, self.state.entries.len() as u64 - 1);
+            .insert(c.id, self.state.entries.len() as u64 - 1);
         Ok(vec![
             self.persist(),
             Action::Send {
-                to: req.payer,
+                to: c.payer,
                 message: Message::Decision(ByteBuf::from(entry.as_bytes().to_vec())),
             },
         ])
@@ -528,10 +524,10 @@ impl Wallet {
 
     fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut sends = Vec::new();
-        for (id, o) in self.state.outgoing.iter_mut() {
+        for o in self.state.outgoing.values_mut() {
             if o.state == OutState::Pending && now_ms > o.deadline_ms {
                 o.state = OutState::AbortRequested;
-                sends.push(abort_request(&self.key, self.account, o.payee, *id));
+                sends.push(abort_request(&self.key, o));
             }
         }
         if sends.is_empty() {
@@ -545,15 +541,13 @@ impl Wallet {
     fn retry(&self) -> Vec<Action> {
         self.state
             .outgoing
-            .iter()
-            .filter_map(|(id, o)| match o.state {
+            .values()
+            .filter_map(|o| match o.state {
                 OutState::Pending => Some(Action::Send {
                     to: o.payee,
                     message: Message::Propose(o.cheque.clone()),
                 }),
-                OutState::AbortRequested => {
-                    Some(abort_request(&self.key, self.account, o.payee, *id))
-                }
+                OutState::AbortRequested => Some(abort_request(&self.key, o)),
                 OutState::Resolved(_) => None,
             })
             .collect()
@@ -608,15 +602,13 @@ impl Wallet {
     }
 }
 
-fn abort_request(key: &SigningKey, payer: [u8; 32], payee: [u8; 32], id: TransferId) -> Action {
+fn abort_request(key: &SigningKey, o: &Outgoing) -> Action {
     let req = AbortRequest {
-        payer,
-        payee,
-        transfer: id,
+        cheque: o.cheque.clone(),
     };
     let env = SignedEnvelope::seal(key, ABORT_REQUEST_DOMAIN, cbor::encode(&req));
     Action::Send {
-        to: payee,
+        to: o.payee,
         message: Message::AbortRequest(ByteBuf::from(env.to_bytes())),
     }
 }
@@ -814,11 +806,9 @@ mod tests {
             a.handle(Event::Received(msg), 10),
             Err(LeafError::UnknownTransfer)
         );
-        // An abort request signed by someone other than the payer it names.
+        // An abort request signed by someone other than the cheque's payer.
         let req = AbortRequest {
-            payer: pk(1),
-            payee: pk(2),
-            transfer: TransferId([1; 32]),
+            cheque: a.state().outgoing.values().next().unwrap().cheque.clone(),
         };
         let env = SignedEnvelope::seal(&key(3), ABORT_REQUEST_DOMAIN, cbor::encode(&req));
         let msg = Message::AbortRequest(ByteBuf::from(env.to_bytes())).to_bytes();
