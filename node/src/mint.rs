@@ -217,34 +217,39 @@ impl Actor {
         let item = Item::Observation(obs);
         let id = item.id();
         let bytes = item.to_bytes();
-        // Write what is pending first, then this one durably: the answer means "stored".
-        self.mint_write();
         let added = self.mint_add(item, None);
-        self.mint.unwritten.retain(|(i, _)| *i != id);
-        let db = self.db();
-        if !matches!(added, Added::Duplicate | Added::Full)
-            && let Err(e) = leafnet_storage::mint::put_many(&db, &[(id, bytes.clone())], true)
-        {
-            let _ = reply.send(Err(format!("cannot store the observation: {e}")));
-            return;
-        }
         if matches!(added, Added::Full) {
             let _ = reply.send(Err("the mint book is full (mint.max_items)".into()));
             return;
         }
-        if !matches!(added, Added::Duplicate) {
-            self.mint_publish(bytes);
-        }
+        // This one is written below, durably, instead of with the next batch.
+        self.mint.unwritten.retain(|(i, _)| *i != id);
+        let new = !matches!(added, Added::Duplicate);
         let st = statement.statement();
-        let _ = reply.send(Ok(model::Observed {
+        let observed = model::Observed {
             statement_id: hex::encode(statement.id()),
             issuer: hex::encode(st.issuer),
             asset: st.asset.clone(),
             series: st.series,
             mint_hash: hex::encode(st.mint_hash),
-            new: !matches!(added, Added::Duplicate),
+            new,
             equivocation: self.mint.book.is_equivocator(&st.issuer),
-        }));
+        };
+        if !new {
+            let _ = reply.send(Ok(observed));
+            return;
+        }
+        // Gossip at once; answer the user only after the durable commit, made off the swarm
+        // task so an fsync never stalls the event loop. (A crash in between loses nothing the
+        // user was told: the observation is signed and comes back by anti-entropy.)
+        self.mint_publish(bytes.clone());
+        let db = self.db();
+        tokio::task::spawn_blocking(move || {
+            let r = leafnet_storage::mint::put_many(&db, &[(id, bytes)], true)
+                .map(|()| observed)
+                .map_err(|e| format!("cannot store the observation: {e}"));
+            let _ = reply.send(r);
+        });
     }
 
     /// Peers known to be subscribed to the mint topic.
