@@ -49,9 +49,7 @@ pub enum Memo {
 pub enum RefuseReason {
     /// Accepting would take the payee above +MAX.
     OverCeiling,
-    /// The payee's account is closed.
-    Closed,
-    /// The payer is not a member (or is a proven equivocator).
+    /// The payer is not a member (or is a proven equivocator): see [`crate::Event::RefuseNonMember`].
     NotMember,
 }
 

@@ -18,7 +18,11 @@
 //!   keeps the amount reserved: retried, never silently voided.
 //!
 //! Membership and equivocator checks need certifications and proofs the wallet does not hold:
-//! the node checks them (see [`crate::Params::income_account`]) before handing a proposal in.
+//! the node checks them (see [`crate::Params::income_account`]) and hands a proposal from a
+//! non-member in as [`Event::RefuseNonMember`], which the wallet answers with a signed refusal.
+//!
+//! [`Action::Persist`] carries the whole [`WalletState`] (simple and obviously crash-safe; a
+//! store may write only what changed, within one transaction).
 
 use std::collections::BTreeMap;
 
@@ -140,6 +144,10 @@ pub enum Event {
     },
     /// A [`Message`]'s bytes arrived.
     Received(Vec<u8>),
+    /// A proposal (a [`Message`]'s bytes) arrived from a payer the node found not to be a
+    /// member, or to be a proven equivocator: the wallet signs a refusal (or answers the
+    /// decision it already made), like [`Event::Received`] in every other respect.
+    RefuseNonMember(Vec<u8>),
     /// Time passed: cheques past their deadline get an abort request.
     Tick,
     /// Send again everything not yet resolved (after a reconnect; [`Wallet::restart`] does it).
@@ -314,9 +322,13 @@ impl Wallet {
                 memo,
             } => self.pay(payee, amount, deadline_ms, memo, now_ms),
             Event::Received(bytes) => match Message::decode(&bytes)? {
-                Message::Propose(c) => self.on_propose(&c, now_ms),
+                Message::Propose(c) => self.on_propose(&c, now_ms, false),
                 Message::Decision(d) => self.on_decision(&d),
                 Message::AbortRequest(r) => self.on_abort_request(&r),
+            },
+            Event::RefuseNonMember(bytes) => match Message::decode(&bytes)? {
+                Message::Propose(c) => self.on_propose(&c, now_ms, true),
+                _ => Err(LeafError::Unexpected("only a proposal can be refused")),
             },
             Event::Tick => Ok(self.tick(now_ms)),
             Event::Retry => Ok(self.retry()),
@@ -391,7 +403,12 @@ impl Wallet {
         ])
     }
 
-    fn on_propose(&mut self, cheque: &[u8], now_ms: u64) -> Result<Vec<Action>, LeafError> {
+    fn on_propose(
+        &mut self,
+        cheque: &[u8],
+        now_ms: u64,
+        non_member: bool,
+    ) -> Result<Vec<Action>, LeafError> {
         let c = SignedEntry::open_cheque(cheque)?;
         if c.payee != self.account {
             return Err(LeafError::WrongPayee);
@@ -406,6 +423,14 @@ impl Wallet {
         let would_be = self.balance() as i128 + c.amount as i128;
         let (body, received) = if now_ms > c.deadline_ms {
             (Body::Abort { transfer: c.id }, None)
+        } else if non_member {
+            (
+                Body::Refusal {
+                    transfer: c.id,
+                    reason: RefuseReason::NotMember,
+                },
+                None,
+            )
         } else if would_be > self.params.max_balance as i128 {
             (
                 Body::Refusal {
@@ -825,6 +850,39 @@ mod tests {
             Err(LeafError::Sign(_))
         ));
         assert_eq!(b.state().entries.len(), 1, "nothing was signed");
+    }
+
+    #[test]
+    fn non_members_are_refused_idempotently() {
+        let (mut a, mut b) = wallets(1000);
+        let out = a.handle(pay(300, 50), 10).unwrap();
+        let r = b.handle(Event::RefuseNonMember(sent(&out)), 10).unwrap();
+        let Ok(Message::Decision(d)) = Message::decode(&sent(&r)) else {
+            panic!("no decision")
+        };
+        assert!(matches!(
+            SignedEntry::open(&d).unwrap().record().body,
+            Body::Refusal {
+                reason: RefuseReason::NotMember,
+                ..
+            }
+        ));
+        // Delivered again as an ordinary proposal: the same refusal, nothing new signed.
+        assert_eq!(
+            b.handle(Event::Received(sent(&out)), 10).unwrap(),
+            vec![r[1].clone()]
+        );
+        assert_eq!(b.state().entries.len(), 2);
+        let done = a.handle(Event::Received(sent(&r)), 10).unwrap();
+        assert!(matches!(done[1], Action::Ack(Outcome::Refused(_))));
+        assert_eq!(
+            b.handle(Event::RefuseNonMember(done_bytes()), 10),
+            Err(LeafError::Unexpected("only a proposal can be refused"))
+        );
+    }
+
+    fn done_bytes() -> Vec<u8> {
+        Message::Decision(ByteBuf::from(vec![1])).to_bytes()
     }
 
     #[test]
