@@ -74,7 +74,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Self(seed | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let x = &mut self.0;
         *x ^= *x >> 12;
         *x ^= *x << 25;
@@ -83,7 +83,7 @@ impl Rng {
     }
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Uniform in 0..n.
     pub fn below(&mut self, n: usize) -> usize {

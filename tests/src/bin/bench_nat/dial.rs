@@ -6,7 +6,7 @@
 //! (`leafnet_node::transport::build`) and only the ping behaviour, over the same path.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -302,10 +302,11 @@ fn sender(
     sock: Arc<UdpSocket>,
     to: Option<SocketAddr>,
 ) -> (
-    mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>)>,
+    mpsc::Sender<(tokio::time::Instant, Vec<u8>)>,
     impl Future<Output = ()>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    // A full queue drops the datagram, as a router would.
+    let (tx, mut rx) = mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(4096);
     let fut = async move {
         while let Some((due, bytes)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
@@ -324,39 +325,42 @@ impl UdpProxy {
         let addr = front.local_addr()?;
         let task = tokio::spawn(async move {
             let mut tasks = JoinSet::new();
-            let mut clients: HashMap<SocketAddr, mpsc::UnboundedSender<_>> = HashMap::new();
+            let mut clients: HashMap<SocketAddr, mpsc::Sender<_>> = HashMap::new();
             let mut buf = vec![0u8; 65_536];
             loop {
                 let Ok((n, from)) = front.recv_from(&mut buf).await else {
                     return;
                 };
                 let due = tokio::time::Instant::now() + one_way;
-                if !clients.contains_key(&from) {
-                    let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else {
-                        continue;
-                    };
-                    if up.connect(target).await.is_err() {
-                        continue;
-                    }
-                    let up = Arc::new(up);
-                    let (to_target, fwd) = sender(up.clone(), None);
-                    tasks.spawn(fwd);
-                    let (to_client, back) = sender(front.clone(), Some(from));
-                    tasks.spawn(back);
-                    tasks.spawn(async move {
-                        let mut buf = vec![0u8; 65_536];
-                        while let Ok(n) = up.recv(&mut buf).await {
-                            let due = tokio::time::Instant::now() + one_way;
-                            if to_client.send((due, buf[..n].to_vec())).is_err() {
-                                return;
-                            }
+                let tx = match clients.entry(from) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(v) => {
+                        let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else {
+                            continue;
+                        };
+                        if up.connect(target).await.is_err() {
+                            continue;
                         }
-                    });
-                    clients.insert(from, to_target);
-                }
-                if let Some(tx) = clients.get(&from) {
-                    let _ = tx.send((due, buf[..n].to_vec()));
-                }
+                        let up = Arc::new(up);
+                        let (to_target, fwd) = sender(up.clone(), None);
+                        tasks.spawn(fwd);
+                        let (to_client, back) = sender(front.clone(), Some(from));
+                        tasks.spawn(back);
+                        tasks.spawn(async move {
+                            let mut buf = vec![0u8; 65_536];
+                            while let Ok(n) = up.recv(&mut buf).await {
+                                let due = tokio::time::Instant::now() + one_way;
+                                if let Err(mpsc::error::TrySendError::Closed(_)) =
+                                    to_client.try_send((due, buf[..n].to_vec()))
+                                {
+                                    return;
+                                }
+                            }
+                        });
+                        v.insert(to_target)
+                    }
+                };
+                let _ = tx.try_send((due, buf[..n].to_vec()));
             }
         });
         Ok(Self { addr, task })
