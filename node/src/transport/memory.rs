@@ -5,5 +5,6 @@ use libp2p::{core::transport::MemoryTransport, core::upgrade::Version, identity:
 use super::{BoxErr, BoxedTransport, delay::Latency};
 
 pub(super) fn build(key: &Keypair, latency: Option<Latency>) -> Result<BoxedTransport, BoxErr> {
-    super::secure(MemoryTransport::default(), key, Version::V1, latency)
+    // V1Lazy as for TCP: the dialer proposes noise and sends its first message at once.
+    super::secure(MemoryTransport::default(), key, Version::V1Lazy, latency)
 }

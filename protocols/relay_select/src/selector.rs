@@ -528,7 +528,10 @@ impl<P: Clone + Ord + Debug> Selector<P> {
             let settled = self.candidates.values().all(|c| {
                 c.round_samples >= n || (c.round_attempts >= attempts && c.in_flight.is_none())
             });
-            if settled || self.first_deadline.is_some_and(|d| now >= d) {
+            if settled
+                || self.out_of_contention(now, n, attempts)
+                || self.first_deadline.is_some_and(|d| now >= d)
+            {
                 self.first_choice_done = true;
             }
         }
@@ -537,6 +540,38 @@ impl<P: Clone + Ord + Debug> Selector<P> {
             self.fill(now, rand, &mut out);
         }
         out
+    }
+
+    /// The first choice need not wait for slow candidates: once `k` candidates are measured,
+    /// a candidate still being probed cannot be near-equal to the `k`-th best if its probe has
+    /// been out longer than that bound, or if most of its `samples` already exceed it. (Without
+    /// this, one 200 ms candidate held back reachability by three of its probes; a wrong early
+    /// call is corrected by the next round's hysteresis.)
+    fn out_of_contention(&self, now: Instant, n: usize, attempts: usize) -> bool {
+        let k = self.cfg.k.max(1);
+        let mut meds: Vec<Duration> = self
+            .candidates
+            .values()
+            .filter(|c| c.round_samples >= n)
+            .filter_map(|c| c.median(n))
+            .collect();
+        if meds.len() < k {
+            return false;
+        }
+        meds.sort();
+        let bound = meds[k - 1].mul_f64(1.0 + self.cfg.near_equal);
+        self.candidates.values().all(|c| {
+            c.round_samples >= n
+                || (c.round_attempts >= attempts && c.in_flight.is_none())
+                || c.in_flight.is_some_and(|t| now.duration_since(t) > bound)
+                || c.samples
+                    .iter()
+                    .rev()
+                    .take(c.round_samples)
+                    .filter(|x| **x > bound)
+                    .count()
+                    > n / 2
+        })
     }
 
     fn start_round(&mut self, now: Instant) {

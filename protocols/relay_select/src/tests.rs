@@ -543,3 +543,54 @@ fn measurement_quality() {
     assert!(q2 >= 0.99, "k=2: {q2}");
     assert!(q2 >= q1);
 }
+
+/// The first choice does not wait for a slow candidate's probes once the fast ones are measured
+/// and the slow one's probe has been out longer than they take.
+#[test]
+fn first_choice_does_not_wait_for_slow_candidates() {
+    let cfg = Config {
+        k: 2,
+        samples: 3,
+        ..Config::default()
+    };
+    let mut sel = Selector::new(cfg);
+    let t0 = Instant::now();
+    for p in [1u32, 2, 3] {
+        sel.add_candidate(p, Source::Provider, t0);
+    }
+    let mut rand = splitmix(1);
+    let rtt = |p: u32| {
+        ms(match p {
+            1 => 5.0,
+            2 => 20.0,
+            _ => 200.0,
+        })
+    };
+    let mut now = t0;
+    let mut reserved = BTreeSet::new();
+    // Probes of 1 and 2 come back; 3's first probe stays out.
+    for _ in 0..3 {
+        let actions = sel.poll(now, &mut rand);
+        now += ms(20.0);
+        for a in actions {
+            match a {
+                Action::Probe(p) if p != 3 => sel.on_rtt(&p, rtt(p), now),
+                Action::Reserve(p) => {
+                    reserved.insert(p);
+                }
+                _ => {}
+            }
+        }
+    }
+    for a in sel.poll(now, &mut rand) {
+        if let Action::Reserve(p) = a {
+            reserved.insert(p);
+        }
+    }
+    assert!(now - t0 < ms(100.0));
+    assert_eq!(
+        reserved,
+        BTreeSet::from([1, 2]),
+        "chose before the 200 ms candidate answered"
+    );
+}
