@@ -282,16 +282,28 @@ impl Actor {
     pub(crate) fn host_info(&self) -> HostInfo {
         HostInfo {
             peer_id: *self.swarm.local_peer_id(),
-            addrs: self
-                .swarm
-                .external_addresses()
-                .filter(|a| {
-                    !a.iter()
+            // Direct addresses first, then the circuit addresses of a private node's relays
+            // (so a profile tells how to reach its host behind NAT).
+            addrs: {
+                let relayed = |a: &Multiaddr| {
+                    a.iter()
                         .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
-                })
-                .take(leafnet_profile::record::MAX_ADDRS)
-                .cloned()
-                .collect(),
+                };
+                let mut v: Vec<Multiaddr> = self
+                    .swarm
+                    .external_addresses()
+                    .filter(|a| !relayed(a))
+                    .cloned()
+                    .collect();
+                v.extend(
+                    self.swarm
+                        .external_addresses()
+                        .filter(|a| relayed(a))
+                        .cloned(),
+                );
+                v.truncate(leafnet_profile::record::MAX_ADDRS);
+                v
+            },
             own: self
                 .hosted
                 .get(&self.account.verifying_key().to_bytes())

@@ -97,6 +97,25 @@ async fn private_node_reserves_on_the_lowest_rtt_relays() -> anyhow::Result<()> 
         let r = p.node.relays().await?;
         anyhow::ensure!(r.reachability == "private");
         anyhow::ensure!(r.circuit_addrs.len() == 2, "{r:?}");
+        if run == 0 {
+            // The owner's profile tells how to reach its host: through the relays.
+            let published = p
+                .node
+                .profiles()
+                .set_profile(leafnet_node::model::SetProfile {
+                    name: "behind-nat".into(),
+                    kind: None,
+                    location: None,
+                    services: vec![],
+                    extra: vec![],
+                })
+                .await?;
+            let addrs = &published.profile.host_addrs;
+            anyhow::ensure!(
+                addrs.iter().any(|a| a.contains("/p2p-circuit")),
+                "no circuit address in the profile: {addrs:?}"
+            );
+        }
         p.node.shutdown().await;
     }
 
