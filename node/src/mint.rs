@@ -89,7 +89,13 @@ pub(crate) struct MintState {
     periodic_cursor: usize,
     /// When this node first held a proof for a series (unix µs): time to detection.
     detected_us: HashMap<leafnet_mint::SeriesKey, u64>,
+    /// Statements verified lately, by id: an observation of one of them verifies only the
+    /// observer's signature (bounded; cleared when full).
+    verified: HashMap<[u8; 32], SignedStatement>,
 }
+
+/// Statements kept in [`MintState::verified`].
+const VERIFIED_CACHE: usize = 4096;
 
 impl MintState {
     /// Rebuilds the book from the stored items, verifying every one; rows that no longer verify
@@ -133,6 +139,7 @@ impl MintState {
             last_periodic: Instant::now(),
             periodic_cursor: 0,
             detected_us: HashMap::new(),
+            verified: HashMap::new(),
         })
     }
 }
@@ -252,6 +259,13 @@ impl Actor {
         });
     }
 
+    fn mint_remember(&mut self, st: SignedStatement) {
+        if self.mint.verified.len() >= VERIFIED_CACHE {
+            self.mint.verified.clear();
+        }
+        self.mint.verified.insert(st.id(), st);
+    }
+
     /// Peers known to be subscribed to the mint topic.
     pub(crate) fn mint_topic_peers(&self) -> usize {
         let hash = self.mint.topic.hash();
@@ -300,7 +314,12 @@ impl Actor {
             return;
         };
         use gossipsub::MessageAcceptance as A;
-        let acceptance = match Item::decode(&message.data) {
+        let cache = &self.mint.verified;
+        let decoded = Item::decode_with(&message.data, &|id| cache.get(id).cloned());
+        if let Ok(Item::Observation(o)) = &decoded {
+            self.mint_remember(o.statement().clone());
+        }
+        let acceptance = match decoded {
             Ok(item) => match self.mint_add(item, Some(propagation_source)) {
                 Added::Full => A::Ignore,
                 _ => A::Accept,
@@ -476,7 +495,12 @@ impl Actor {
                     }
                     Ok(SyncResponse::Items(items)) => {
                         for b in items {
-                            match Item::decode(&b) {
+                            let cache = &self.mint.verified;
+                            let decoded = Item::decode_with(&b, &|id| cache.get(id).cloned());
+                            if let Ok(Item::Observation(o)) = &decoded {
+                                self.mint_remember(o.statement().clone());
+                            }
+                            match decoded {
                                 Ok(item) => {
                                     self.mint_add(item, Some(peer));
                                 }

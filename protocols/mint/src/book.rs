@@ -188,6 +188,15 @@ impl Item {
 
     /// Decodes (at most [`MAX_ITEM`] bytes) and fully verifies an item.
     pub fn decode(bytes: &[u8]) -> Result<Item, MintError> {
+        Self::decode_with(bytes, &|_| None)
+    }
+
+    /// [`Item::decode`], skipping the verification of statements `known` vouches for (see
+    /// [`SignedObservation::open_with`]).
+    pub fn decode_with(
+        bytes: &[u8],
+        known: &dyn Fn(&[u8; 32]) -> Option<SignedStatement>,
+    ) -> Result<Item, MintError> {
         if bytes.len() > MAX_ITEM {
             return Err(MintError::TooLarge {
                 what: "item",
@@ -196,7 +205,7 @@ impl Item {
             });
         }
         Ok(match cbor::decode::<Wire>(bytes, MAX_ITEM)? {
-            Wire::Observation(b) => Item::Observation(SignedObservation::open(&b)?),
+            Wire::Observation(b) => Item::Observation(SignedObservation::open_with(&b, known)?),
             Wire::Proof(b) => Item::Proof(VerifiedProof::from_bytes(&b)?),
         })
     }

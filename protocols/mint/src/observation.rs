@@ -61,6 +61,17 @@ impl SignedObservation {
     /// Opens signed bytes: size cap, the observer's signature (strict), canonical payload, and
     /// the inner statement fully ([`SignedStatement::open`]).
     pub fn open(bytes: &[u8]) -> Result<Self, MintError> {
+        Self::open_with(bytes, &|_| None)
+    }
+
+    /// [`SignedObservation::open`], but a statement whose id (the sha256 of its exact signed
+    /// bytes) `known` returns was verified before and is not verified again: many observers of
+    /// one statement cost one statement verification, not one each. The observer's own
+    /// signature is always checked.
+    pub fn open_with(
+        bytes: &[u8],
+        known: &dyn Fn(&[u8; 32]) -> Option<SignedStatement>,
+    ) -> Result<Self, MintError> {
         if bytes.len() > MAX_OBSERVATION {
             return Err(MintError::TooLarge {
                 what: "observation",
@@ -70,7 +81,11 @@ impl SignedObservation {
         }
         let env = SignedEnvelope::open(bytes, MAX_OBSERVATION, OBSERVATION_DOMAIN)?;
         let body: ObservationBody = cbor::decode(&env.payload, MAX_OBSERVATION)?;
-        let statement = SignedStatement::open(&body.statement)?;
+        let id = sha256(&[&body.statement]);
+        let statement = match known(&id) {
+            Some(st) if st.as_bytes() == body.statement.as_slice() => st,
+            _ => SignedStatement::open(&body.statement)?,
+        };
         Ok(Self {
             observer: env.signer,
             statement,
@@ -129,6 +144,28 @@ mod tests {
         assert_eq!(o.observed_at_ms(), 42);
         assert_eq!(o.id(), sha256(&[&obs.to_bytes()]));
         assert!(obs.to_bytes().len() < MAX_OBSERVATION / 2);
+    }
+
+    #[test]
+    fn a_known_statement_is_not_verified_again_but_only_its_exact_bytes_count() {
+        let st = signed(&key(1), 3, b"file");
+        let obs = SignedObservation::seal(&key(9), &st, 42);
+        let id = st.id();
+        let cached = st.clone();
+        let known = move |i: &[u8; 32]| (*i == id).then(|| cached.clone());
+        assert_eq!(
+            SignedObservation::open_with(&obs.to_bytes(), &known).unwrap(),
+            obs
+        );
+        // A forged statement is verified (and refused) even when the cache answers with some
+        // other statement for its id: only the exact bytes it vouched for are trusted.
+        let mut forged = signed(&key(1), 3, b"other file").to_bytes();
+        let n = forged.len();
+        forged[n - 1] ^= 1;
+        let bad = SignedObservation::seal_raw(&key(9), &forged, 42);
+        let liar = |_: &[u8; 32]| Some(signed(&key(1), 3, b"file"));
+        assert!(SignedObservation::open_with(&bad, &liar).is_err());
+        assert!(SignedObservation::open(&bad).is_err());
     }
 
     #[test]
