@@ -1,5 +1,5 @@
-//! What the benchmark programs (`src/bin/bench.rs`, `src/bin/bench_geo.rs`) share: sample
-//! summaries and the facts about the machine and the run recorded beside every figure.
+//! What the benchmark programs (`src/bin/bench*.rs`) share: sample summaries, the facts about
+//! the machine and the run recorded beside every figure, the table printer and log setup.
 
 use serde::Serialize;
 
@@ -100,5 +100,56 @@ pub fn fmt_num(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+/// A markdown table, columns padded to their widest cell: how every benchmark program prints
+/// its results (the same rows go into `BENCHMARKS.md`).
+pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(x) = w.get_mut(i) {
+                *x = (*x).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&w)
+            .map(|(c, width)| format!("{c:<width$}"))
+            .collect();
+        format!("| {} |\n", parts.join(" | "))
+    };
+    let mut out = line(&header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
+    let rule: Vec<String> = w.iter().map(|n| "-".repeat(n + 2)).collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+/// Logs to stderr, `RUST_LOG` or errors only: stdout is the program's table and JSON.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn markdown_table_pads_columns() {
+        let t = super::markdown_table(&["a", "figure"], &[vec!["long cell".into(), "x".into()]]);
+        assert_eq!(
+            t,
+            "| a         | figure |\n|-----------|--------|\n| long cell | x      |\n"
+        );
     }
 }

@@ -183,31 +183,11 @@ fn print_table(figs: &[Figure]) {
             ]
         })
         .collect();
-    let mut w = header.map(str::len);
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-            .collect();
-        println!("| {} |", parts.join(" | "));
-    };
-    line(&header.map(str::to_owned));
-    println!(
-        "|{}|",
-        w.iter()
-            .map(|n| "-".repeat(n + 2))
-            .collect::<Vec<_>>()
-            .join("|")
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    print!(
+        "{}",
+        leafnet_tests::benchkit::markdown_table(&header, &rows)
     );
-    for r in &rows {
-        line(r);
-    }
 }
 
 /// The `leafnet` binary: `--leafnet-bin`, `$LEAFNET_BIN`, next to this executable (bench bins
@@ -266,13 +246,7 @@ where
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    leafnet_tests::benchkit::init_tracing();
     let date = utc_now();
     let load_start = loadavg();
     let bin = leafnet_bin(&args);

@@ -134,31 +134,7 @@ impl Figure {
 }
 
 fn print_rows(header: &[&str], rows: &[Vec<String>]) {
-    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-            .collect();
-        println!("| {} |", parts.join(" | "));
-    };
-    line(header.iter().map(|h| (*h).to_owned()).collect());
-    println!(
-        "|{}|",
-        w.iter()
-            .map(|n| "-".repeat(n + 2))
-            .collect::<Vec<_>>()
-            .join("|")
-    );
-    for r in rows {
-        line(r.clone());
-    }
+    print!("{}", leafnet_tests::benchkit::markdown_table(header, rows));
 }
 
 fn print_figures(figs: &[Figure]) {
@@ -273,13 +249,7 @@ fn f(v: &serde_json::Value) -> f64 {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    leafnet_tests::benchkit::init_tracing();
     match bench(&args).await {
         Ok(ok) if ok => std::process::ExitCode::SUCCESS,
         Ok(_) => std::process::ExitCode::from(1),

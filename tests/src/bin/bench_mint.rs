@@ -86,13 +86,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    leafnet_tests::benchkit::init_tracing();
     match bench(&args).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::from(1),
@@ -185,31 +179,7 @@ fn row(n: usize, fig: &str, l: f64, b: f64, unit: &str) -> Vec<String> {
 }
 
 fn print_rows(header: &[&str], rows: &[Vec<String>]) {
-    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-            .collect();
-        println!("| {} |", parts.join(" | "));
-    };
-    line(header.iter().map(|h| (*h).to_owned()).collect());
-    println!(
-        "|{}|",
-        w.iter()
-            .map(|n| "-".repeat(n + 2))
-            .collect::<Vec<_>>()
-            .join("|")
-    );
-    for r in rows {
-        line(r.clone());
-    }
+    print!("{}", leafnet_tests::benchkit::markdown_table(header, rows));
 }
 
 fn swarm_json(s: &run::SwarmOut, p: &Pooled) -> serde_json::Value {

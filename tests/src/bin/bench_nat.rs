@@ -153,31 +153,10 @@ fn print_rows(rows: &[Row]) {
             ]
         })
         .collect();
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &cells {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-            .collect();
-        println!("| {} |", parts.join(" | "));
-    };
-    line(header.iter().map(|h| (*h).to_owned()).collect());
-    println!(
-        "|{}|",
-        w.iter()
-            .map(|n| "-".repeat(n + 2))
-            .collect::<Vec<_>>()
-            .join("|")
+    print!(
+        "{}",
+        leafnet_tests::benchkit::markdown_table(&header, &cells)
     );
-    for r in cells {
-        line(r);
-    }
 }
 
 fn frac(v: &[f64], ok: impl Fn(f64) -> bool) -> (usize, usize) {
@@ -191,13 +170,7 @@ fn p5099(s: &Summary) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    leafnet_tests::benchkit::init_tracing();
     match bench(&args).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::from(1),
