@@ -2,7 +2,7 @@
 //! delays its bytes by 25 ms each way measures a ping RTT of about 50 ms to its peer, and a
 //! different latency per remote address gives a different RTT per peer.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use leafnet_node::transport::delay::Latency;
 use leafnet_tests::{mem_config, shutdown_all, start_mem_node, start_mem_node_delayed, wait_until};
@@ -12,19 +12,13 @@ use libp2p::identity::Keypair;
 async fn ping_rtt_follows_the_injected_latency_per_address() -> anyhow::Result<()> {
     let near = start_mem_node(&[]).await?;
     let far = start_mem_node(&[]).await?;
-    let near_addr = near.node.listen_addrs[0].clone();
-    let lat = Latency(Arc::new(move |a: &libp2p::Multiaddr| {
-        // A dialed address may end in /p2p/<id>.
-        let base: libp2p::Multiaddr = a
-            .iter()
-            .take_while(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
-            .collect();
-        if base == near_addr {
-            Duration::from_millis(5)
-        } else {
-            Duration::from_millis(25)
-        }
-    }));
+    let table: leafnet_node::transport::delay::LatencyTable = Default::default();
+    {
+        let mut t = table.lock().unwrap();
+        t.insert(near.node.listen_addrs[0].clone(), Duration::from_millis(5));
+        t.insert(far.node.listen_addrs[0].clone(), Duration::from_millis(25));
+    }
+    let lat = Latency::table(table);
     let me = start_mem_node_delayed(
         mem_config(&[near.addr(), far.addr()]),
         Keypair::generate_ed25519(),

@@ -14,26 +14,12 @@ use leafnet_node::transport::delay::Latency;
 use leafnet_tests::{
     TestNode, mem_config, shutdown_all, start_mem_node, start_mem_node_delayed, wait_until,
 };
-use libp2p::{Multiaddr, identity::Keypair, multiaddr::Protocol};
+use libp2p::identity::Keypair;
 
-type Table = Arc<Mutex<HashMap<Multiaddr, Duration>>>;
+type Table = leafnet_node::transport::delay::LatencyTable;
 
-fn base(a: &Multiaddr) -> Multiaddr {
-    a.iter()
-        .take_while(|p| !matches!(p, Protocol::P2p(_)))
-        .collect()
-}
-
-/// One-way latency = RTT / 2, looked up by the remote's base address.
 fn latency(table: &Table) -> Latency {
-    let t = table.clone();
-    Latency(Arc::new(move |a: &Multiaddr| {
-        t.lock()
-            .unwrap()
-            .get(&base(a))
-            .copied()
-            .unwrap_or(Duration::ZERO)
-    }))
+    Latency::table(table.clone())
 }
 
 async fn private_node(relays: &[TestNode], table: &Table) -> anyhow::Result<TestNode> {

@@ -26,6 +26,9 @@ use futures::{
 use libp2p::{Multiaddr, core::ConnectedPoint};
 use tokio::time::Instant;
 
+/// A shared address → one-way delay table for [`Latency::table`].
+pub type LatencyTable = Arc<std::sync::Mutex<std::collections::HashMap<Multiaddr, Duration>>>;
+
 /// One-way delay per remote address: the dialed address as given (it may end in `/p2p/<id>`),
 /// or the send-back address of an inbound connection. It is asked again for every chunk, so a
 /// test may change the latency of open connections.
@@ -36,6 +39,22 @@ impl Latency {
     /// The same one-way delay to every address.
     pub fn fixed(one_way: Duration) -> Self {
         Self(Arc::new(move |_| one_way))
+    }
+
+    /// One-way delays looked up in a shared table by the remote's address without its
+    /// `/p2p/<id>` suffix (zero for addresses not in it); a test changes entries to change the
+    /// latency of open connections.
+    pub fn table(table: LatencyTable) -> Self {
+        Self(Arc::new(move |a: &Multiaddr| {
+            let base: Multiaddr = a
+                .iter()
+                .take_while(|p| !matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+                .collect();
+            table
+                .lock()
+                .map(|t| t.get(&base).copied().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::ZERO)
+        }))
     }
 
     /// The one-way delay to `addr`.

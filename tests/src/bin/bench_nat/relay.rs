@@ -12,27 +12,15 @@ use std::{
 
 use leafnet_node::transport::delay::Latency;
 use leafnet_tests::{TestNode, mem_config, start_mem_node, start_mem_node_delayed};
-use libp2p::{Multiaddr, identity::Keypair, multiaddr::Protocol};
+use libp2p::{Multiaddr, identity::Keypair};
 use serde::Serialize;
 
 use crate::Rng;
 
-type Table = Arc<Mutex<HashMap<Multiaddr, Duration>>>;
+type Table = leafnet_node::transport::delay::LatencyTable;
 
-fn base(a: &Multiaddr) -> Multiaddr {
-    a.iter()
-        .take_while(|p| !matches!(p, Protocol::P2p(_)))
-        .collect()
-}
-
-/// One-way latency = RTT / 2, looked up by the remote's base address.
 fn latency(table: &Table) -> Latency {
-    let t = table.clone();
-    Latency(Arc::new(move |a: &Multiaddr| {
-        t.lock()
-            .map(|t| t.get(&base(a)).copied().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::ZERO)
-    }))
+    Latency::table(table.clone())
 }
 
 /// One run of the private node.
