@@ -81,6 +81,25 @@ impl RelayState {
     }
 }
 
+/// What a node knows about its own reachability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Public,
+    Private,
+    Unknown,
+}
+
+impl Reach {
+    /// `public`, `private` or `unknown`, as status and `leafnet relays` show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reach::Public => "public",
+            Reach::Private => "private",
+            Reach::Unknown => "unknown",
+        }
+    }
+}
+
 /// The probe protocol id of a network.
 pub fn probe_protocol(network: &str) -> String {
     format!("/leafnet/{network}/probe/1")
@@ -113,11 +132,11 @@ pub fn is_global(a: &Multiaddr) -> bool {
 }
 
 impl Actor {
-    /// `public`, `private` or `unknown` (see the module docs).
-    pub(crate) fn reachability_now(&self) -> &'static str {
+    /// This node's reachability now (see the module docs).
+    pub(crate) fn reachability_now(&self) -> Reach {
         match self.cfg.reachability {
-            Reachability::Public => "public",
-            Reachability::Private => "private",
+            Reachability::Public => Reach::Public,
+            Reachability::Private => Reach::Private,
             Reachability::Auto => {
                 if self.cfg.local
                     || self
@@ -125,11 +144,11 @@ impl Actor {
                         .external_addresses()
                         .any(|a| !relayed(a) && is_global(a))
                 {
-                    "public"
+                    Reach::Public
                 } else if self.relay.autonat_ok == 0 && self.relay.autonat_failed >= PRIVATE_AFTER {
-                    "private"
+                    Reach::Private
                 } else {
-                    "unknown"
+                    Reach::Unknown
                 }
             }
         }
@@ -140,7 +159,7 @@ impl Actor {
     /// private node gets from its own reservation: private nodes would then advertise HOP and
     /// attract reservations they cannot carry (found by the NAT lab test).
     pub(crate) fn update_relay_server(&mut self) {
-        let public = self.reachability_now() == "public";
+        let public = self.reachability_now() == Reach::Public;
         if let Some(r) = self.swarm.behaviour_mut().relay_server.as_mut() {
             r.set_status(Some(if public {
                 relay::Status::Enable
@@ -292,7 +311,7 @@ impl Actor {
     pub(crate) fn relays_tick(&mut self, now: Instant) {
         self.update_relay_server();
         let reach = self.reachability_now();
-        if reach == "public"
+        if reach == Reach::Public
             && self.cfg.relay.server
             && self
                 .relay
@@ -307,7 +326,7 @@ impl Actor {
                 .kad
                 .start_providing(RecordKey::new(&RELAY_KEY));
         }
-        if reach != "private" {
+        if reach != Reach::Private {
             return;
         }
         if self
@@ -354,7 +373,7 @@ impl Actor {
 
     /// Runs the selector and carries out its actions.
     pub(crate) fn relays_poll(&mut self) {
-        if self.reachability_now() != "private" {
+        if self.reachability_now() != Reach::Private {
             return;
         }
         let mut seed = self.next_rand();
@@ -400,8 +419,8 @@ impl Actor {
         // Never a relayed address (no chains of relays), and off a local network only global
         // ones: identify also lists loopback and LAN addresses.
         let local = self.cfg.local;
-        v.retain(|a| !relayed(a) && (local || is_global(a)));
-        v.dedup();
+        let mut seen = std::collections::HashSet::new();
+        v.retain(|a| !relayed(a) && (local || is_global(a)) && seen.insert(a.clone()));
         v
     }
 
@@ -442,10 +461,10 @@ impl Actor {
             .map(ToString::to_string)
             .collect();
         model::Relays {
-            reachability: self.reachability_now().into(),
+            reachability: self.reachability_now().as_str().into(),
             autonat_confirmed: self.relay.autonat_ok,
             autonat_failed: self.relay.autonat_failed,
-            relay_server: self.cfg.relay.server && self.reachability_now() == "public",
+            relay_server: self.cfg.relay.server && self.reachability_now() == Reach::Public,
             circuit_addrs,
             chosen: self
                 .relay

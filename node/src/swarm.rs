@@ -407,7 +407,7 @@ impl Actor {
 
     /// Publicly reachable (see [`crate::relays`]): a relayed address never counts.
     fn reachable(&self) -> bool {
-        self.reachability_now() == "public"
+        self.reachability_now() == crate::relays::Reach::Public
     }
 
     fn publish_node_record(&mut self) {
@@ -576,7 +576,7 @@ impl Actor {
                 .external_addresses()
                 .map(ToString::to_string)
                 .collect(),
-            reachability: self.reachability_now().into(),
+            reachability: self.reachability_now().as_str().into(),
             kad_mode: match self.swarm.behaviour().kad.mode() {
                 kad::Mode::Server => "server".into(),
                 kad::Mode::Client => "client".into(),
