@@ -729,7 +729,7 @@ impl Actor {
         let req = geo::Request::Providers {
             cell: c.cell.clone(),
         };
-        let addrs = self.addr_book.get(&peer).cloned().unwrap_or_default();
+        let addrs = self.dial_addrs(self.addr_book.get(&peer).cloned().unwrap_or_default());
         let rid = self
             .swarm
             .behaviour_mut()
@@ -754,6 +754,7 @@ impl Actor {
                 addrs.push(a.clone());
             }
         }
+        let addrs = self.dial_addrs(addrs);
         let rid = self.swarm.behaviour_mut().geo.send_request_with_addresses(
             &peer,
             geo::Request::Profiles(req.clone()),

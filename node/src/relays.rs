@@ -131,6 +131,34 @@ pub fn is_global(a: &Multiaddr) -> bool {
     })
 }
 
+/// The relay a `/p2p-circuit` address goes through (the peer id just before `/p2p-circuit`).
+fn relay_of(a: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in a.iter() {
+        match p {
+            Protocol::P2p(id) => last = Some(id),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Every direct address, and of the relayed ones only those through the relay with the lowest
+/// `rtt` from here ([`leafnet_relay_select::best_relay`]; a relay of unknown RTT sorts last):
+/// a dialer holding several relay addresses for a peer uses the closest relay.
+pub fn prefer_best_relay(
+    addrs: Vec<Multiaddr>,
+    rtt: impl Fn(&PeerId) -> Option<Duration>,
+) -> Vec<Multiaddr> {
+    let relays: Vec<PeerId> = addrs.iter().filter_map(relay_of).collect();
+    let best = leafnet_relay_select::best_relay(relays.iter(), rtt).copied();
+    addrs
+        .into_iter()
+        .filter(|a| relay_of(a).is_none_or(|r| Some(r) == best))
+        .collect()
+}
+
 impl Actor {
     /// This node's reachability now (see the module docs).
     pub(crate) fn reachability_now(&self) -> Reach {
@@ -452,6 +480,18 @@ impl Actor {
         }
     }
 
+    /// The addresses to dial a peer on: see [`prefer_best_relay`], with the RTTs this node
+    /// measured (the lowest over its connections to each relay).
+    pub(crate) fn dial_addrs(&self, addrs: Vec<Multiaddr>) -> Vec<Multiaddr> {
+        prefer_best_relay(addrs, |p| {
+            self.conns
+                .get(p)?
+                .iter()
+                .filter_map(|c| self.rtts.get(&(*p, c.id)).copied())
+                .min()
+        })
+    }
+
     /// `leafnet relays`.
     pub(crate) fn relays(&self) -> model::Relays {
         let circuit_addrs = self
@@ -496,5 +536,38 @@ impl Actor {
             hole_punches_ok: self.relay.dcutr_ok,
             hole_punches_failed: self.relay.dcutr_failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dialer_keeps_direct_addresses_and_the_closest_relay() {
+        let (near, far, target) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let direct: Multiaddr = "/ip4/198.18.0.12/tcp/7800".parse().unwrap();
+        let via = |r: PeerId| -> Multiaddr {
+            format!("/ip4/198.18.0.1/tcp/7800/p2p/{r}/p2p-circuit/p2p/{target}")
+                .parse()
+                .unwrap()
+        };
+        let rtt = |p: &PeerId| {
+            if *p == near {
+                Some(Duration::from_millis(5))
+            } else if *p == far {
+                Some(Duration::from_millis(80))
+            } else {
+                None
+            }
+        };
+        let got = prefer_best_relay(vec![via(far), direct.clone(), via(near)], rtt);
+        assert_eq!(got, vec![direct, via(near)]);
+        // Unknown RTTs sort last: a measured relay wins over an unmeasured one.
+        let other = PeerId::random();
+        assert_eq!(
+            prefer_best_relay(vec![via(other), via(far)], rtt),
+            vec![via(far)]
+        );
     }
 }
