@@ -37,7 +37,7 @@ pub use entry::{
 pub use invoice::{Invoice, Receipt, SignedInvoice};
 pub use params::{CertKind, Certification, Params, SignedCertification};
 pub use wallet::{
-    AbortRequest, Action, Event, Message, OutState, Outcome, Outgoing, Wallet, WalletState,
+    AbortRequest, Action, Changes, Event, Message, OutState, Outcome, Outgoing, Wallet, WalletState,
 };
 
 /// Minor units per leaf: amounts are integers of thousandths of a leaf.

@@ -131,7 +131,7 @@ impl World {
         for (i, key) in keys.into_iter().enumerate() {
             let (wallet, actions) = Wallet::create(key.clone(), params.clone()).unwrap();
             w.index.insert(wallet.account(), i);
-            let persisted = wallet.state().clone();
+            let persisted = WalletState::empty();
             w.nodes.push(Node {
                 key,
                 wallet: Some(wallet),
@@ -172,12 +172,15 @@ impl World {
                 return sent;
             }
             match a {
-                Action::Persist(s) => {
-                    for b in &s.entries {
+                Action::Persist(c) => {
+                    for b in &c.entries {
                         self.note(b);
                     }
-                    self.history[i].push((*s).clone());
-                    self.nodes[i].persisted = *s;
+                    self.nodes[i]
+                        .persisted
+                        .apply(&c)
+                        .expect("changes continue the chain");
+                    self.history[i].push(self.nodes[i].persisted.clone());
                 }
                 Action::Send { to, message } => {
                     match &message {
@@ -460,7 +463,8 @@ proptest! {
             return Ok(()); // at the floor in the stale state: nothing signed, no fork
         };
         let Some(Action::Persist(forked)) = actions.first() else { panic!("no persist") };
-        let new = SignedEntry::open(&forked.entries[seq]).unwrap();
+        prop_assert_eq!(forked.first_seq as usize, seq);
+        let new = SignedEntry::open(&forked.entries[0]).unwrap();
         let old = SignedEntry::open(&world.nodes[i].persisted.entries[seq]).unwrap();
         prop_assert_ne!(new.as_bytes(), old.as_bytes());
         let proof = Proof::new(&old, &new).unwrap();

@@ -21,10 +21,13 @@
 //! the node checks them (see [`crate::Params::income_account`]) and hands a proposal from a
 //! non-member in as [`Event::RefuseNonMember`], which the wallet answers with a signed refusal.
 //!
-//! [`Action::Persist`] carries the whole [`WalletState`] (simple and obviously crash-safe; a
-//! store may write only what changed, within one transaction).
+//! [`Action::Persist`] carries the [`Changes`] since the previous persist: the new chain
+//! records, the transfers whose state changed and the totals. A store writes them in one
+//! transaction (several wallets' changes may share one commit: group commit); applied in
+//! order to the state of [`Wallet::create`] they give [`Wallet::state`] ([`WalletState::apply`]).
+//! So a persist costs what changed, not the size of the history.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::SigningKey;
 use leafnet_wire::{SignedEnvelope, cbor};
@@ -128,6 +131,61 @@ pub struct WalletState {
     pub incoming: BTreeMap<TransferId, u64>,
 }
 
+/// What changed in a [`WalletState`] since the previous [`Action::Persist`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// The sequence number of `entries[0]` (= the number of entries persisted before).
+    pub first_seq: u64,
+    /// New chain records, signed bytes, in order.
+    pub entries: Vec<ByteBuf>,
+    /// Payer-side transfers created or changed (their whole new state).
+    pub outgoing: Vec<(TransferId, Outgoing)>,
+    /// Payee-side decisions made: transfer → index of the decision record.
+    pub incoming: Vec<(TransferId, u64)>,
+    /// [`WalletState::received`] after the change.
+    pub received: u64,
+    /// [`WalletState::paid`] after the change.
+    pub paid: u64,
+    /// [`WalletState::reserved`] after the change.
+    pub reserved: u64,
+}
+
+impl WalletState {
+    /// The state of an account with no records yet (what [`Changes`] of a new wallet apply to).
+    pub fn empty() -> Self {
+        WalletState {
+            entries: Vec::new(),
+            received: 0,
+            paid: 0,
+            reserved: 0,
+            outgoing: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+        }
+    }
+
+    /// Applies persisted changes in order. Changes that do not continue this state's chain
+    /// (`first_seq` ≠ its length) are refused: they belong to another history.
+    pub fn apply(&mut self, c: &Changes) -> Result<(), LeafError> {
+        if c.first_seq != self.entries.len() as u64 {
+            return Err(LeafError::BadSequence {
+                expected: self.entries.len() as u64,
+                got: c.first_seq,
+            });
+        }
+        self.entries.extend(c.entries.iter().cloned());
+        for (id, o) in &c.outgoing {
+            self.outgoing.insert(*id, o.clone());
+        }
+        for (id, i) in &c.incoming {
+            self.incoming.insert(*id, *i);
+        }
+        self.received = c.received;
+        self.paid = c.paid;
+        self.reserved = c.reserved;
+        Ok(())
+    }
+}
+
 /// What the user asked, or what arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -176,8 +234,9 @@ pub enum Outcome {
 /// What the driver must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Durably store this state (one redb commit) before doing the next action.
-    Persist(Box<WalletState>),
+    /// Durably store these changes (one redb commit, possibly shared with other changes)
+    /// before doing the next action.
+    Persist(Box<Changes>),
     /// Send `message` to the account `to`.
     Send {
         /// The peer's account.
@@ -198,6 +257,11 @@ pub struct Wallet {
     state: WalletState,
     head: [u8; 32],
     closed: bool,
+    /// Entries persisted so far (the next [`Changes::first_seq`]).
+    saved: usize,
+    /// Transfers changed since the last persist.
+    dirty_out: BTreeSet<TransferId>,
+    dirty_in: BTreeSet<TransferId>,
 }
 
 impl Wallet {
@@ -208,16 +272,12 @@ impl Wallet {
         let mut w = Wallet {
             key,
             account,
-            state: WalletState {
-                entries: Vec::new(),
-                received: 0,
-                paid: 0,
-                reserved: 0,
-                outgoing: BTreeMap::new(),
-                incoming: BTreeMap::new(),
-            },
+            state: WalletState::empty(),
             head: [0; 32],
             closed: false,
+            saved: 0,
+            dirty_out: BTreeSet::new(),
+            dirty_in: BTreeSet::new(),
             params,
         };
         let hash = w.params.params_hash();
@@ -272,9 +332,12 @@ impl Wallet {
             key,
             account,
             params,
+            saved: state.entries.len(),
             state,
             head: chain.head,
             closed: chain.closed,
+            dirty_out: BTreeSet::new(),
+            dirty_in: BTreeSet::new(),
         };
         let actions = w.retry();
         Ok((w, actions))
@@ -382,6 +445,7 @@ impl Wallet {
         })?;
         let id = TransferId(entry.hash());
         self.state.reserved = reserved;
+        self.dirty_out.insert(id);
         self.state.outgoing.insert(
             id,
             Outgoing {
@@ -455,6 +519,7 @@ impl Wallet {
         self.state
             .incoming
             .insert(c.id, self.state.entries.len() as u64 - 1);
+        self.dirty_in.insert(c.id);
         let mut actions = Vec::with_capacity(3);
         if let Some(r) = received {
             self.state.received = r;
@@ -490,6 +555,7 @@ impl Wallet {
         self.state
             .incoming
             .insert(c.id, self.state.entries.len() as u64 - 1);
+        self.dirty_in.insert(c.id);
         Ok(vec![
             self.persist(),
             Action::Send {
@@ -535,6 +601,7 @@ impl Wallet {
         };
         self.state.reserved = reserved;
         self.state.paid = paid;
+        self.dirty_out.insert(id);
         if let Some(o) = self.state.outgoing.get_mut(&id) {
             o.state = OutState::Resolved(decision);
             o.decision = Some(ByteBuf::from(bytes.to_vec()));
@@ -549,9 +616,10 @@ impl Wallet {
 
     fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut sends = Vec::new();
-        for o in self.state.outgoing.values_mut() {
+        for (id, o) in self.state.outgoing.iter_mut() {
             if o.state == OutState::Pending && now_ms > o.deadline_ms {
                 o.state = OutState::AbortRequested;
+                self.dirty_out.insert(*id);
                 sends.push(abort_request(&self.key, o));
             }
         }
@@ -622,8 +690,34 @@ impl Wallet {
         Ok(entry)
     }
 
-    fn persist(&self) -> Action {
-        Action::Persist(Box::new(self.state.clone()))
+    /// The changes since the last persist, as an action; what they hold counts as persisted
+    /// from now on (the driver executes the action before anything depending on it).
+    fn persist(&mut self) -> Action {
+        let entries = self
+            .state
+            .entries
+            .get(self.saved..)
+            .unwrap_or_default()
+            .to_vec();
+        let first_seq = self.saved as u64;
+        self.saved = self.state.entries.len();
+        let outgoing = std::mem::take(&mut self.dirty_out)
+            .into_iter()
+            .filter_map(|id| self.state.outgoing.get(&id).map(|o| (id, o.clone())))
+            .collect();
+        let incoming = std::mem::take(&mut self.dirty_in)
+            .into_iter()
+            .filter_map(|id| self.state.incoming.get(&id).map(|i| (id, *i)))
+            .collect();
+        Action::Persist(Box::new(Changes {
+            first_seq,
+            entries,
+            outgoing,
+            incoming,
+            received: self.state.received,
+            paid: self.state.paid,
+            reserved: self.state.reserved,
+        }))
     }
 }
 
@@ -933,10 +1027,11 @@ mod tests {
     fn restart_resends_and_refuses_tampered_state() {
         let (mut a, _) = wallets(1000);
         let out = a.handle(pay(300, 50), 10).unwrap();
-        let Action::Persist(state) = &out[0] else {
+        let Action::Persist(changes) = &out[0] else {
             panic!()
         };
-        let bytes = cbor::encode(&**state);
+        assert_eq!(changes.first_seq, 1, "only the cheque is new");
+        let bytes = cbor::encode(a.state());
         let state = Wallet::decode_state(&bytes).unwrap();
         let (a2, again) = Wallet::restart(key(1), params(1000, &[1, 2]), state.clone()).unwrap();
         assert_eq!(
