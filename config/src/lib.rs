@@ -57,6 +57,99 @@ pub struct Config {
     pub kad: Kad,
     pub mint: Mint,
     pub relay: Relay,
+    pub leaf: Leaf,
+}
+
+/// The leaf money's network parameters (DESIGN §4.5). Every node of a network must have the
+/// same; two nodes whose parameters differ refuse to transact and say so.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Leaf {
+    /// `MAX`: every balance stays within [-MAX, +MAX], in minor units (1 leaf = 1000).
+    pub max_balance: i64,
+    /// `K`: valid certifications from members that make a member.
+    pub certifications_needed: u32,
+    /// The longest a certification may be valid for.
+    #[serde(with = "humantime_serde")]
+    pub certification_validity: Duration,
+    /// The genesis members' account ids (64 hex characters each). Empty: payments are off on
+    /// this node (a network without genesis members has no members).
+    pub genesis: Vec<String>,
+    /// How long a payee has to accept a payment before the payer asks for an abort.
+    #[serde(with = "humantime_serde")]
+    pub payment_deadline: Duration,
+}
+
+impl Default for Leaf {
+    fn default() -> Self {
+        Self {
+            max_balance: 1_000_000,
+            certifications_needed: 3,
+            certification_validity: Duration::from_secs(365 * 24 * 3600),
+            genesis: Vec::new(),
+            payment_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// [`Leaf`], checked: genesis parsed, sorted and without duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeafValid {
+    pub max_balance: i64,
+    pub certifications_needed: u32,
+    pub certification_validity: Duration,
+    pub genesis: Vec<[u8; 32]>,
+    pub payment_deadline: Duration,
+}
+
+impl Leaf {
+    fn validate(&self) -> Result<LeafValid, ConfigError> {
+        if self.max_balance <= 0 {
+            return Err(invalid("leaf.max_balance", "must be positive"));
+        }
+        if self.certifications_needed == 0 {
+            return Err(invalid("leaf.certifications_needed", "must be at least 1"));
+        }
+        if self.certification_validity < Duration::from_secs(1) {
+            return Err(invalid(
+                "leaf.certification_validity",
+                "must be at least 1s",
+            ));
+        }
+        if self.payment_deadline < Duration::from_secs(1)
+            || self.payment_deadline > Duration::from_secs(24 * 3600)
+        {
+            return Err(invalid(
+                "leaf.payment_deadline",
+                "must be between 1s and 24h",
+            ));
+        }
+        if self.genesis.len() > 1000 {
+            return Err(invalid("leaf.genesis", "at most 1000 members"));
+        }
+        let mut genesis = Vec::with_capacity(self.genesis.len());
+        for g in &self.genesis {
+            let mut b = [0u8; 32];
+            hex::decode_to_slice(g.trim(), &mut b).map_err(|_| {
+                invalid(
+                    "leaf.genesis",
+                    format!("'{g}' is not an account id (64 hex characters)"),
+                )
+            })?;
+            genesis.push(b);
+        }
+        genesis.sort_unstable();
+        genesis.dedup();
+        Ok(LeafValid {
+            max_balance: self.max_balance,
+            certifications_needed: self.certifications_needed,
+            certification_validity: self.certification_validity,
+            genesis,
+            payment_deadline: self.payment_deadline,
+        })
+    }
 }
 
 /// Which network the node belongs to.
@@ -332,6 +425,8 @@ pub struct Valid {
     pub mint: Mint,
     pub relay: Relay,
     pub reachability: Reachability,
+    /// The leaf money's parameters.
+    pub leaf: LeafValid,
     /// The node's location in degrees (lat, lon).
     pub location: Option<(f64, f64)>,
     pub max_hosted_profiles: u32,
@@ -591,6 +686,7 @@ impl Config {
             mint: self.mint.clone(),
             relay: self.relay.clone(),
             reachability,
+            leaf: self.leaf.validate()?,
         })
     }
 }

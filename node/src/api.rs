@@ -17,6 +17,11 @@
 //! | `GET /v1/mint/status?issuer=` | [`model::MintStatus`] |
 //! | `GET /v1/mint/proofs` | `[model::MintProof]` |
 //! | `GET /v1/relays` | [`model::Relays`] |
+//! | `GET /v1/leaf/account` | [`model::LeafAccount`] |
+//! | `POST /v1/leaf/account/close` | [`model::LeafAccount`] |
+//! | `POST /v1/leaf/pay` [`model::PayRequest`] | [`model::Payment`] |
+//! | `GET /v1/leaf/history` | `[model::HistoryEntry]` |
+//! | `GET /v1/leaf/receipt/{id}` | [`model::Receipt`] |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
 //!
 //! Errors are `{"error": "..."}` with 400 (bad input), 401 (token), 404 (nothing found),
@@ -69,6 +74,11 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/mint/status", get(mint_status))
         .route("/v1/mint/proofs", get(mint_proofs))
         .route("/v1/relays", get(relays))
+        .route("/v1/leaf/account", get(leaf_account))
+        .route("/v1/leaf/account/close", post(leaf_close))
+        .route("/v1/leaf/pay", post(leaf_pay))
+        .route("/v1/leaf/history", get(leaf_history))
+        .route("/v1/leaf/receipt/{id}", get(leaf_receipt))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .merge(v1)
@@ -320,6 +330,32 @@ async fn mint_status(
 
 async fn mint_proofs(State(s): State<ApiState>) -> Result<Json<Vec<model::MintProof>>, ApiErr> {
     s.ctx.mint_proofs().await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_account(State(s): State<ApiState>) -> Result<Json<model::LeafAccount>, ApiErr> {
+    s.ctx.leaf_account().await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_close(State(s): State<ApiState>) -> Result<Json<model::LeafAccount>, ApiErr> {
+    s.ctx.leaf_close().await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_pay(
+    State(s): State<ApiState>,
+    Json(req): Json<model::PayRequest>,
+) -> Result<Json<model::Payment>, ApiErr> {
+    s.ctx.leaf_pay(req).await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_history(State(s): State<ApiState>) -> Result<Json<Vec<model::HistoryEntry>>, ApiErr> {
+    s.ctx.leaf_history().await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_receipt(
+    State(s): State<ApiState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<model::Receipt>, ApiErr> {
+    s.ctx.leaf_receipt(&id).await.map(Json).map_err(flow_err)
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

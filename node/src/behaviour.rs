@@ -31,6 +31,7 @@ pub struct Behaviour {
     pub relay_client: relay::client::Behaviour,
     pub dcutr: dcutr::Behaviour,
     pub probe: request_response::cbor::Behaviour<u64, u64>,
+    pub leaf: request_response::cbor::Behaviour<crate::leaf::Request, crate::leaf::Response>,
 }
 
 /// `/leafnet/<network>/kad/1.0.0`.
@@ -209,7 +210,19 @@ pub fn build(
             .with_request_timeout(Duration::from_secs(2))
             .with_max_concurrent_streams(16),
     );
+    let leaf_proto = StreamProtocol::try_from_owned(crate::leaf::protocol(&cfg.network))
+        .unwrap_or(StreamProtocol::new("/leafnet/main/leaf/1"));
+    let leaf = request_response::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(crate::leaf::MAX_FRAME as u64)
+            .set_response_size_maximum(crate::leaf::MAX_FRAME as u64),
+        [(leaf_proto, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(20))
+            .with_max_concurrent_streams(1024),
+    );
     Ok(Behaviour {
+        leaf,
         probe,
         autonat,
         autonat_server: autonat::v2::server::Behaviour::default(),

@@ -47,6 +47,8 @@ pub struct Ctx {
     pub(crate) db: Database,
     pub(crate) account: SigningKey,
     pub(crate) timeout: Duration,
+    /// The leaf service (`None`: payments off on this node).
+    pub(crate) leaf: Option<crate::leaf::Handle>,
 }
 
 impl std::fmt::Debug for Ctx {

@@ -19,6 +19,7 @@ pub mod behaviour;
 pub mod client;
 pub mod datadir;
 pub mod flows;
+pub mod leaf;
 pub(crate) mod metrics;
 pub mod mint;
 pub mod model;
@@ -75,6 +76,7 @@ pub struct Node {
     addr_file: Option<PathBuf>,
     timeout: Duration,
     registry: Arc<prometheus_client::registry::Registry>,
+    leaf: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn listen_error(addr: &Multiaddr, e: libp2p::TransportError<std::io::Error>) -> anyhow::Error {
@@ -201,17 +203,25 @@ impl Node {
             }
         }
 
-        let registry = Arc::new(registry);
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (sd_tx, sd_rx) = watch::channel(false);
         let timeout = cfg.kad.query_timeout + Duration::from_secs(5);
+        let leaf_params = leaf::params(&cfg.leaf);
+        let leaf_chan = mpsc::channel(4096);
         let ctx = flows::Ctx {
             commands: cmd_tx.clone(),
-            db: db_handle,
+            db: db_handle.clone(),
             account: account.clone(),
             timeout: timeout * 2,
+            leaf: leaf_params.clone().map(|params| leaf::Handle {
+                inputs: leaf_chan.0.clone(),
+                params,
+            }),
         };
+        let leaf_metrics = leaf::Metrics::new(&mut registry);
+        let leaf_inputs = leaf_params.as_ref().map(|_| leaf_chan.0.clone());
 
+        let registry = Arc::new(registry);
         let (api_addr, api_task, addr_file) = match api {
             None => (None, None, None),
             Some(a) => {
@@ -246,9 +256,19 @@ impl Node {
             }
         };
 
+        let cfg_leaf_deadline = cfg.leaf.payment_deadline;
         let mut actor = swarm::Actor::new(
-            swarm, cfg, keypair, account, hosted, mint, metrics, cmd_rx, sd_rx,
+            swarm,
+            cfg,
+            keypair,
+            account.clone(),
+            hosted,
+            mint,
+            metrics,
+            cmd_rx,
+            sd_rx,
         );
+        actor.leaf_inputs = leaf_inputs;
         actor.bootstrap();
         let span = tracing::info_span!("node", id = %short(&peer_id));
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -261,7 +281,21 @@ impl Node {
             },
             span,
         ));
+        let leaf_task = match leaf_params {
+            Some(params) => Some(
+                leaf::start(
+                    ctx.clone(),
+                    params,
+                    leaf_metrics,
+                    cfg_leaf_deadline,
+                    leaf_chan,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         Ok(Node {
+            leaf: leaf_task,
             peer_id,
             listen_addrs,
             api_addr,
@@ -336,6 +370,16 @@ impl Node {
         &self.ctx
     }
 
+    /// Leaf payments: account, pay, history, receipt (see [`flows::Ctx`]).
+    pub fn leaf(&self) -> &flows::Ctx {
+        &self.ctx
+    }
+
+    /// The human's account id (the ed25519 public key of the account key).
+    pub fn account_id(&self) -> [u8; 32] {
+        self.ctx.account.verifying_key().to_bytes()
+    }
+
     /// Profile and location operations (see [`flows::Ctx`]).
     pub fn profiles(&self) -> &flows::Ctx {
         &self.ctx
@@ -345,6 +389,11 @@ impl Node {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.actor.await;
+        if let Some(l) = self.leaf {
+            // Between batches nothing is half done: whatever was acknowledged is committed.
+            l.abort();
+            let _ = l.await;
+        }
         if let Some(a) = self.api {
             let _ = a.await;
         }

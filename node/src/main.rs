@@ -19,6 +19,7 @@ macro_rules! outln {
     }};
 }
 
+mod leaf_cli;
 mod mint_cli;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -73,6 +74,36 @@ enum Cmd {
     /// Compare notes on mint files: sign and observe issuer statements, find equivocation.
     #[command(subcommand)]
     Mint(mint_cli::MintCmd),
+    /// Your leaf account: id, balance, membership; `account close` closes it at zero.
+    Account {
+        #[command(subcommand)]
+        cmd: Option<leaf_cli::AccountCmd>,
+    },
+    /// Your leaf balance.
+    Balance,
+    /// Pay AMOUNT leaf (at most 3 decimals) to ACCOUNT.
+    #[command(allow_negative_numbers = true)]
+    Pay {
+        /// The payee's account id (64 hex).
+        account: String,
+        /// In leaf: 12, 0.5, 1.250.
+        amount: String,
+        /// A short text for the payee (140 bytes).
+        #[arg(long)]
+        memo: Option<String>,
+        /// Pay a signed invoice (from an object): its hash becomes the memo.
+        #[arg(long)]
+        invoice: Option<PathBuf>,
+    },
+    /// Your account's chain: payments out and in, with the balance after each.
+    History,
+    /// One transfer's cheque and decision; --out writes the receipt an object checks.
+    Receipt {
+        /// The transfer id (64 hex).
+        id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -303,6 +334,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Node(NodeCmd::Run(flags)) => run_node(&dd, &flags).await,
         Cmd::Mint(cmd) => mint_cli::run(cmd, &dd, cli.json).await,
+        Cmd::Account { cmd } => leaf_cli::account(cmd, &dd, cli.json).await,
+        Cmd::Balance => leaf_cli::balance(&dd, cli.json).await,
+        Cmd::Pay {
+            account,
+            amount,
+            memo,
+            invoice,
+        } => leaf_cli::pay(&dd, cli.json, account, amount, memo, invoice).await,
+        Cmd::History => leaf_cli::history(&dd, cli.json).await,
+        Cmd::Receipt { id, out } => leaf_cli::receipt(&dd, cli.json, id, out).await,
         Cmd::Config(ConfigCmd::Show(flags)) => {
             let cfg = effective(&dd, &flags)?;
             cfg.validate()?;

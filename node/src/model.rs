@@ -305,3 +305,96 @@ pub struct RelayCandidate {
     pub state: String,
     pub chosen: bool,
 }
+
+/// Minor units as leaf with three decimals ("-12.500").
+pub fn fmt_leaf(minor: i128) -> String {
+    let per = leafnet_leaf::MINOR_PER_LEAF as i128;
+    let sign = if minor < 0 { "-" } else { "" };
+    let m = minor.unsigned_abs();
+    format!("{sign}{}.{:03}", m / per as u128, m % per as u128)
+}
+
+/// `POST /v1/leaf/pay`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct PayRequest {
+    /// The payee's account id (64 hex).
+    pub payee: String,
+    /// In leaf, at most three decimals ("12.5").
+    pub amount: String,
+    #[serde(default)]
+    pub memo: Option<String>,
+    /// A signed invoice (hex) this payment settles; its hash becomes the memo.
+    #[serde(default)]
+    pub invoice_hex: Option<String>,
+}
+
+/// One outgoing (or incoming) payment.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Payment {
+    pub transfer_id: String,
+    pub payer: String,
+    pub payee: String,
+    /// Minor units.
+    pub amount: u64,
+    pub amount_leaf: String,
+    /// pending, abort-requested, paid, refused, aborted (out); received, refused, aborted (in).
+    pub status: String,
+    /// Why it was refused.
+    pub reason: Option<String>,
+    pub memo: Option<String>,
+    /// The payer's sequence number of the cheque.
+    pub seq: u64,
+    /// The payee's balance after accepting, as it signed it.
+    pub payee_balance: Option<i64>,
+    /// Time `pay` took, ms (0 elsewhere).
+    pub elapsed_ms: f64,
+}
+
+/// `leafnet account`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeafAccount {
+    pub account_id: String,
+    /// Minor units: received minus paid.
+    pub balance: i64,
+    pub balance_leaf: String,
+    /// Held by payments in flight.
+    pub reserved: u64,
+    /// balance − reserved: what can still be spent down to −MAX.
+    pub available: i64,
+    pub max_balance: i64,
+    pub membership: String,
+    pub closed: bool,
+    pub chain_length: u64,
+    /// The network parameters' hash (peers must have the same).
+    pub params_hash: String,
+    /// Accounts this node holds an equivocation proof against.
+    pub equivocators: Vec<String>,
+}
+
+/// One record of the account's chain.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    /// open, cheque, acceptance, refusal, abort, close.
+    pub kind: String,
+    pub transfer_id: String,
+    pub counterparty: String,
+    /// Minor units, negative for payments out.
+    pub amount: i64,
+    pub status: String,
+    pub memo: Option<String>,
+    /// The balance after the record (payments out count once paid).
+    pub balance: i64,
+}
+
+/// `leafnet receipt <id>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub payment: Payment,
+    /// out (this account paid) or in (it was paid).
+    pub direction: String,
+    pub cheque_hex: String,
+    pub decision_hex: Option<String>,
+    /// For a paid transfer: the receipt an object checks (`leafnet_leaf::Receipt`, CBOR).
+    pub receipt_hex: Option<String>,
+}

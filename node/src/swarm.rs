@@ -89,6 +89,22 @@ pub enum Command {
     },
     MintProofs(oneshot::Sender<Vec<model::MintProof>>),
     Relays(oneshot::Sender<model::Relays>),
+    /// Send a leaf request to an account's node.
+    LeafSend {
+        route: crate::leaf::Route,
+        request: crate::leaf::Request,
+        reply: oneshot::Sender<Result<crate::leaf::Response, String>>,
+    },
+    /// Answer a leaf request received earlier.
+    LeafRespond {
+        id: u64,
+        response: crate::leaf::Response,
+    },
+    /// A peer sent a leaf message an honest peer never sends.
+    LeafMisbehaved {
+        peer: PeerId,
+        why: String,
+    },
 }
 
 type ProvideReply = oneshot::Sender<Result<model::Provided, String>>;
@@ -160,6 +176,17 @@ pub(crate) struct Actor {
     pub(crate) relay: crate::relays::RelayState,
     /// Lookups of relay providers.
     pub(crate) relay_find_q: HashSet<QueryId>,
+    /// The leaf service's inbox (`None`: payments off).
+    pub(crate) leaf_inputs: Option<mpsc::Sender<crate::leaf::Input>>,
+    /// Inbound leaf requests waiting for the service's answer.
+    pub(crate) leaf_channels:
+        HashMap<u64, libp2p::request_response::ResponseChannel<crate::leaf::Response>>,
+    pub(crate) leaf_next: u64,
+    /// Outbound leaf requests waiting for their answer.
+    pub(crate) leaf_out: HashMap<
+        libp2p::request_response::OutboundRequestId,
+        oneshot::Sender<Result<crate::leaf::Response, String>>,
+    >,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -234,6 +261,10 @@ impl Actor {
         let mut a = Self {
             relay: crate::relays::RelayState::new(&cfg, seed),
             relay_find_q: HashSet::new(),
+            leaf_inputs: None,
+            leaf_channels: HashMap::new(),
+            leaf_next: 0,
+            leaf_out: HashMap::new(),
             mint,
             account,
             location,
@@ -530,6 +561,15 @@ impl Actor {
             Command::MintProofs(reply) => {
                 let _ = reply.send(self.mint_proofs());
             }
+            Command::LeafSend {
+                route,
+                request,
+                reply,
+            } => self.leaf_send(route, request, reply),
+            Command::LeafRespond { id, response } => self.leaf_respond(id, response),
+            Command::LeafMisbehaved { peer, why } => {
+                self.report(peer, PeerAction::LowTolerance, &RecordError::Invalid(why));
+            }
             Command::Dial { addr, reply } => {
                 let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
                 let id = opts.connection_id();
@@ -676,6 +716,7 @@ impl Actor {
                 self.on_dcutr(e);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Probe(e)) => self.on_probe(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Leaf(e)) => self.on_leaf(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 self.metrics.libp2p.record(&e);
                 let ping::Event {

@@ -19,6 +19,7 @@
 )]
 
 pub mod kad;
+pub mod leaf;
 pub mod mint;
 pub mod profiles;
 
@@ -69,6 +70,7 @@ macro_rules! from_redb {
     )*};
 }
 from_redb!(
+    redb::SetDurabilityError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -140,6 +142,7 @@ impl Database {
             kad::create_tables(&tx)?;
             profiles::create_tables(&tx)?;
             mint::create_tables(&tx)?;
+            leaf::create_tables(&tx)?;
         }
         tx.commit()?;
         Ok(())

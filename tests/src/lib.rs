@@ -154,6 +154,53 @@ pub fn full_routing_table(me: &libp2p::PeerId, all: &[libp2p::PeerId]) -> usize 
     per_bucket.values().map(|n| (*n).min(20)).sum()
 }
 
+/// Starts `n` in-process nodes whose accounts are the leaf genesis members of their network
+/// (`genesis` of them; the others are plain accounts), with `tweak` applied to every config;
+/// every node publishes its profile (so payers find it) and the routing tables are settled.
+pub async fn start_leaf_swarm(
+    n: usize,
+    genesis: usize,
+    timeout: Duration,
+    tweak: impl Fn(&mut Valid),
+) -> anyhow::Result<Vec<TestNode>> {
+    let mut dirs = Vec::new();
+    let mut accounts = Vec::new();
+    for _ in 0..n {
+        let d = tempfile::tempdir()?;
+        let a = leafnet_node::datadir::DataDir::new(d.path()).load_or_create_account()?;
+        accounts.push(a.verifying_key().to_bytes());
+        dirs.push(d);
+    }
+    let mut g: Vec<[u8; 32]> = accounts.iter().take(genesis).copied().collect();
+    g.sort_unstable();
+    let cfg = |boot: &[Multiaddr]| {
+        let mut c = mem_config(boot);
+        c.leaf.genesis = g.clone();
+        tweak(&mut c);
+        c
+    };
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for d in dirs {
+        let boot: Vec<Multiaddr> = nodes.first().map(|f| f.addr()).into_iter().collect();
+        nodes.push(start_mem_node_with(cfg(&boot), Keypair::generate_ed25519(), d).await?);
+    }
+    settle_routing(&nodes, timeout).await?;
+    for (i, t) in nodes.iter().enumerate() {
+        t.node
+            .profiles()
+            .set_profile(leafnet_node::model::SetProfile {
+                name: format!("node{i}"),
+                kind: None,
+                location: None,
+                services: vec!["leaf".into()],
+                extra: Vec::new(),
+            })
+            .await
+            .with_context(|| format!("node {i} publishes its profile"))?;
+    }
+    Ok(nodes)
+}
+
 /// Makes every node of `nodes` dial every other one, then waits until each routing table holds
 /// every peer it has room for ([`full_routing_table`]): the state of a settled network, reached
 /// at once instead of after several bootstrap rounds (which a slow CI machine may not finish).
