@@ -184,6 +184,65 @@ pub fn params(cfg: &leafnet_config::LeafValid) -> Option<Params> {
 pub struct Handle {
     pub(crate) inputs: mpsc::Sender<Input>,
     pub(crate) params: Params,
+    pub(crate) cache: std::sync::Arc<std::sync::Mutex<Cache>>,
+}
+
+/// What `pay` learned recently, so a stream of payments to one payee costs one DHT lookup:
+/// payees' nodes and membership answers, each kept for [`CACHE_FOR`].
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    routes: HashMap<[u8; 32], (Instant, Route)>,
+    members: HashMap<[u8; 32], (Instant, bool)>,
+}
+
+/// How long a cached route or membership answer is used.
+const CACHE_FOR: Duration = Duration::from_secs(60);
+
+impl Handle {
+    pub(crate) fn new(inputs: mpsc::Sender<Input>, params: Params) -> Self {
+        Handle {
+            inputs,
+            params,
+            cache: Default::default(),
+        }
+    }
+
+    fn cached_route(&self, a: &[u8; 32]) -> Option<Route> {
+        let c = self.cache.lock().ok()?;
+        c.routes
+            .get(a)
+            .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn cached_member(&self, a: &[u8; 32]) -> Option<bool> {
+        let c = self.cache.lock().ok()?;
+        c.members
+            .get(a)
+            .filter(|(at, _)| at.elapsed() < CACHE_FOR)
+            .map(|(_, m)| *m)
+    }
+
+    fn remember(&self, a: [u8; 32], route: Option<Route>, member: Option<bool>) {
+        if let Ok(mut c) = self.cache.lock() {
+            if c.routes.len() > 10_000 {
+                c.routes.clear();
+                c.members.clear();
+            }
+            if let Some(r) = route {
+                c.routes.insert(a, (Instant::now(), r));
+            }
+            if let Some(m) = member {
+                c.members.insert(a, (Instant::now(), m));
+            }
+        }
+    }
+
+    fn forget_route(&self, a: &[u8; 32]) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.routes.remove(a);
+        }
+    }
 }
 
 /// What the service executes after a batch's commit, in order.
@@ -1204,20 +1263,38 @@ impl crate::flows::Ctx {
             ))
             .into());
         }
-        if !is_member(self, &h.params, me).await {
+        let member = |a: [u8; 32]| {
+            let h = h.clone();
+            async move {
+                if let Some(m) = h.cached_member(&a) {
+                    return m;
+                }
+                let m = is_member(self, &h.params, a).await;
+                h.remember(a, None, Some(m));
+                m
+            }
+        };
+        if !member(me).await {
             return Err(BadInput(
                 "you are not a member yet: a payment needs K certifications from members".into(),
             )
             .into());
         }
-        if !is_member(self, &h.params, payee).await {
+        if !member(payee).await {
             return Err(BadInput(format!(
                 "the payee {} is not a member of this network",
                 hex::encode(payee)
             ))
             .into());
         }
-        let route = find_route(self, &payee).await?;
+        let route = match h.cached_route(&payee) {
+            Some(r) => r,
+            None => {
+                let r = find_route(self, &payee).await?;
+                h.remember(payee, Some(r.clone()), None);
+                r
+            }
+        };
         let hello = Request::Hello {
             params: h.params.params_hash(),
             account: payee,
@@ -1257,6 +1334,7 @@ impl crate::flows::Ctx {
                 return Err(anyhow::anyhow!("the payee's node answered {other:?}"));
             }
             Err(e) => {
+                h.forget_route(&payee);
                 return Err(anyhow::anyhow!("cannot reach the payee's node: {e}"));
             }
         }

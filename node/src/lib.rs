@@ -213,10 +213,9 @@ impl Node {
             db: db_handle.clone(),
             account: account.clone(),
             timeout: timeout * 2,
-            leaf: leaf_params.clone().map(|params| leaf::Handle {
-                inputs: leaf_chan.0.clone(),
-                params,
-            }),
+            leaf: leaf_params
+                .clone()
+                .map(|params| leaf::Handle::new(leaf_chan.0.clone(), params)),
         };
         let leaf_metrics = leaf::Metrics::new(&mut registry);
         let leaf_inputs = leaf_params.as_ref().map(|_| leaf_chan.0.clone());
