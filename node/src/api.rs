@@ -21,6 +21,7 @@
 //! | `POST /v1/leaf/account/close` | [`model::LeafAccount`] |
 //! | `POST /v1/leaf/pay` [`model::PayRequest`] | [`model::Payment`] |
 //! | `GET /v1/leaf/history` | `[model::HistoryEntry]` |
+//! | `GET /v1/leaf/chain` | [`model::Chain`] |
 //! | `GET /v1/leaf/receipt/{id}` | [`model::Receipt`] |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
 //!
@@ -78,6 +79,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/leaf/account/close", post(leaf_close))
         .route("/v1/leaf/pay", post(leaf_pay))
         .route("/v1/leaf/history", get(leaf_history))
+        .route("/v1/leaf/chain", get(leaf_chain))
         .route("/v1/leaf/receipt/{id}", get(leaf_receipt))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -349,6 +351,10 @@ async fn leaf_pay(
 
 async fn leaf_history(State(s): State<ApiState>) -> Result<Json<Vec<model::HistoryEntry>>, ApiErr> {
     s.ctx.leaf_history().await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_chain(State(s): State<ApiState>) -> Result<Json<model::Chain>, ApiErr> {
+    s.ctx.leaf_chain().await.map(Json).map_err(flow_err)
 }
 
 async fn leaf_receipt(

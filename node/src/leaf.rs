@@ -1181,6 +1181,17 @@ impl crate::flows::Ctx {
         self.leaf_account().await
     }
 
+    /// The account's chain, signed records from seq 0, hex (anyone can re-verify it with
+    /// `leafnet_leaf::verify_chain` / `verify_ledger`).
+    pub async fn leaf_chain(&self) -> anyhow::Result<model::Chain> {
+        let v = self.leaf_view().await?;
+        Ok(model::Chain {
+            account_id: hex::encode(v.account),
+            params_hash: hex::encode(v.params.params_hash()),
+            entries_hex: v.state.entries.iter().map(hex::encode).collect(),
+        })
+    }
+
     /// `leafnet history`.
     pub async fn leaf_history(&self) -> anyhow::Result<Vec<model::HistoryEntry>> {
         Ok(history(&self.leaf_view().await?))

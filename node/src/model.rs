@@ -398,3 +398,11 @@ pub struct Receipt {
     /// For a paid transfer: the receipt an object checks (`leafnet_leaf::Receipt`, CBOR).
     pub receipt_hex: Option<String>,
 }
+
+/// `GET /v1/leaf/chain`: the account's signed records from seq 0.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Chain {
+    pub account_id: String,
+    pub params_hash: String,
+    pub entries_hex: Vec<String>,
+}
