@@ -22,6 +22,8 @@
 //! | `POST /v1/leaf/pay` [`model::PayRequest`] | [`model::Payment`] |
 //! | `GET /v1/leaf/history` | `[model::HistoryEntry]` |
 //! | `GET /v1/leaf/chain` | [`model::Chain`] |
+//! | `POST /v1/leaf/seen` [`model::SeenRequest`] | [`model::Seen`] |
+//! | `GET /v1/leaf/equivocators` | `[model::Equivocator]` |
 //! | `GET /v1/leaf/receipt/{id}` | [`model::Receipt`] |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
 //!
@@ -80,6 +82,8 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/leaf/pay", post(leaf_pay))
         .route("/v1/leaf/history", get(leaf_history))
         .route("/v1/leaf/chain", get(leaf_chain))
+        .route("/v1/leaf/seen", post(leaf_seen))
+        .route("/v1/leaf/equivocators", get(leaf_equivocators))
         .route("/v1/leaf/receipt/{id}", get(leaf_receipt))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
@@ -355,6 +359,23 @@ async fn leaf_history(State(s): State<ApiState>) -> Result<Json<Vec<model::Histo
 
 async fn leaf_chain(State(s): State<ApiState>) -> Result<Json<model::Chain>, ApiErr> {
     s.ctx.leaf_chain().await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_seen(
+    State(s): State<ApiState>,
+    Json(req): Json<model::SeenRequest>,
+) -> Result<Json<model::Seen>, ApiErr> {
+    s.ctx
+        .leaf_seen(&req.entry_hex)
+        .await
+        .map(Json)
+        .map_err(flow_err)
+}
+
+async fn leaf_equivocators(
+    State(s): State<ApiState>,
+) -> Result<Json<Vec<model::Equivocator>>, ApiErr> {
+    s.ctx.leaf_equivocators().await.map(Json).map_err(flow_err)
 }
 
 async fn leaf_receipt(

@@ -122,7 +122,11 @@ pub fn gossipsub(
         invalid_message_deliveries_decay: 0.99,
         ..Default::default()
     };
-    params.topics.insert(topic.hash(), t);
+    params.topics.insert(topic.hash(), t.clone());
+    // The leaf heads topic is as quiet and is scored the same way.
+    params
+        .topics
+        .insert(crate::leaf_heads::topic(&cfg.network).hash(), t);
     gs.with_peer_score(params, gossipsub::PeerScoreThresholds::default())
         .map_err(|e| format!("gossipsub scoring: {e}"))?;
     gs.subscribe(&topic)

@@ -142,6 +142,8 @@ pub(crate) enum Input {
     Account(oneshot::Sender<AccountView>),
     /// Members learned elsewhere (resolution of certifications): cache them.
     Members(Vec<([u8; 32], bool)>),
+    /// An equivocation proof against this account was verified: refuse it from now on.
+    Equivocator([u8; 32]),
 }
 
 /// Where an account's node is.
@@ -490,6 +492,13 @@ impl Service {
             }
             Input::Answer { to, result } => match result {
                 Ok(Response::Message(bytes)) => {
+                    if let Ok(Message::Decision(d)) = Message::decode(&bytes) {
+                        let _ = self.commands.try_send(Command::LeafSeen {
+                            entry: d.into_vec(),
+                            publish: false,
+                            reply: None,
+                        });
+                    }
                     match self.wallet.handle(Event::Received(bytes.into_vec()), now) {
                         Ok(a) => self.absorb(a, changes, effects, false),
                         Err(e) => {
@@ -549,6 +558,11 @@ impl Service {
             Input::Account(reply) => {
                 let view = self.view();
                 let _ = reply.send(view);
+                false
+            }
+            Input::Equivocator(a) => {
+                self.equivocators.insert(a);
+                self.members.insert(a, false);
                 false
             }
             Input::Members(list) => {
@@ -705,6 +719,10 @@ impl Service {
         if changes.is_empty() {
             return Ok(());
         }
+        let own: Vec<Vec<u8>> = changes
+            .iter()
+            .flat_map(|c| c.entries.iter().map(|e| e.to_vec()))
+            .collect();
         let db = self.db.clone();
         let account = self.wallet.account();
         tokio::task::spawn_blocking(move || {
@@ -717,6 +735,10 @@ impl Service {
             self.metrics.durable_commits.inc();
         } else {
             self.metrics.lazy_commits.inc();
+        }
+        if !own.is_empty() {
+            // Committed: now they may be announced (chain heads, DESIGN §4.5).
+            let _ = self.commands.try_send(Command::LeafOwnRecords(own));
         }
         Ok(())
     }
@@ -1134,6 +1156,11 @@ impl crate::flows::Ctx {
         rx.await.map_err(|_| anyhow::anyhow!("the ledger stopped"))
     }
 
+    /// The network's leaf parameters (an error when payments are off).
+    pub fn leaf_params(&self) -> anyhow::Result<Params> {
+        Ok(self.leaf()?.params.clone())
+    }
+
     pub(crate) async fn leaf_view(&self) -> anyhow::Result<AccountView> {
         self.leaf_ask(Input::Account).await
     }
@@ -1190,6 +1217,36 @@ impl crate::flows::Ctx {
             params_hash: hex::encode(v.params.params_hash()),
             entries_hex: v.state.entries.iter().map(hex::encode).collect(),
         })
+    }
+
+    /// `POST /v1/leaf/seen`: a record seen elsewhere; the node checks it against what it saw
+    /// at the same place (a fork becomes a proof, gossiped) and gossips it.
+    pub async fn leaf_seen(&self, entry_hex: &str) -> anyhow::Result<model::Seen> {
+        self.leaf()?;
+        let entry =
+            hex::decode(entry_hex.trim()).map_err(|_| BadInput("entry_hex is not hex".into()))?;
+        let verdict = self
+            .ask(|tx| Command::LeafSeen {
+                entry,
+                publish: true,
+                reply: Some(tx),
+            })
+            .await?
+            .map_err(BadInput)?;
+        Ok(model::Seen { verdict })
+    }
+
+    /// `GET /v1/leaf/equivocators`: proven equivocators and their proofs.
+    pub async fn leaf_equivocators(&self) -> anyhow::Result<Vec<model::Equivocator>> {
+        Ok(self
+            .ask(Command::LeafEquivocators)
+            .await?
+            .into_iter()
+            .map(|(a, p)| model::Equivocator {
+                account_id: hex::encode(a),
+                proof_hex: hex::encode(p),
+            })
+            .collect())
     }
 
     /// `leafnet history`.

@@ -20,6 +20,7 @@ pub mod client;
 pub mod datadir;
 pub mod flows;
 pub mod leaf;
+pub mod leaf_heads;
 pub(crate) mod metrics;
 pub mod mint;
 pub mod model;
@@ -267,6 +268,10 @@ impl Node {
             cmd_rx,
             sd_rx,
         );
+        if leaf_inputs.is_some() {
+            actor.heads = leaf_heads::HeadsState::load(&db_handle)?;
+            actor.heads_subscribe();
+        }
         actor.leaf_inputs = leaf_inputs;
         actor.bootstrap();
         let span = tracing::info_span!("node", id = %short(&peer_id));

@@ -313,6 +313,10 @@ impl Actor {
         else {
             return;
         };
+        if message.topic == crate::leaf_heads::topic(&self.cfg.network).hash() {
+            self.on_heads_gossip(propagation_source, &message_id, &message.data);
+            return;
+        }
         use gossipsub::MessageAcceptance as A;
         let cache = &self.mint.verified;
         let decoded = Item::decode_with(&message.data, &|id| cache.get(id).cloned());

@@ -406,3 +406,23 @@ pub struct Chain {
     pub params_hash: String,
     pub entries_hex: Vec<String>,
 }
+
+/// `POST /v1/leaf/seen` → what the record was to this node: new, known or fork.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Seen {
+    pub verdict: String,
+}
+
+/// `POST /v1/leaf/seen` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeenRequest {
+    pub entry_hex: String,
+}
+
+/// A proven equivocator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Equivocator {
+    pub account_id: String,
+    /// The proof (two records at one sequence number), `leafnet_wire::claim::Proof` bytes.
+    pub proof_hex: String,
+}

@@ -105,6 +105,16 @@ pub enum Command {
         peer: PeerId,
         why: String,
     },
+    /// The wallet task committed these own records (announce them).
+    LeafOwnRecords(Vec<Vec<u8>>),
+    /// A record seen elsewhere: check it for a fork; `publish` gossips it too.
+    LeafSeen {
+        entry: Vec<u8>,
+        publish: bool,
+        reply: Option<oneshot::Sender<Result<String, String>>>,
+    },
+    /// The proven equivocators and their proofs.
+    LeafEquivocators(oneshot::Sender<Vec<([u8; 32], Vec<u8>)>>),
 }
 
 type ProvideReply = oneshot::Sender<Result<model::Provided, String>>;
@@ -182,6 +192,8 @@ pub(crate) struct Actor {
     pub(crate) leaf_channels:
         HashMap<u64, libp2p::request_response::ResponseChannel<crate::leaf::Response>>,
     pub(crate) leaf_next: u64,
+    /// Fork detection over leaf records.
+    pub(crate) heads: crate::leaf_heads::HeadsState,
     /// Outbound leaf requests waiting for their answer.
     pub(crate) leaf_out: HashMap<
         libp2p::request_response::OutboundRequestId,
@@ -264,6 +276,7 @@ impl Actor {
             leaf_inputs: None,
             leaf_channels: HashMap::new(),
             leaf_next: 0,
+            heads: Default::default(),
             leaf_out: HashMap::new(),
             mint,
             account,
@@ -402,6 +415,7 @@ impl Actor {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        self.heads_flush(false);
         for p in self.scores.expired_bans(now) {
             self.swarm.behaviour_mut().blocked.unblock_peer(p);
             tracing::info!(peer = %p, "ban expired");
@@ -570,6 +584,9 @@ impl Actor {
             Command::LeafMisbehaved { peer, why } => {
                 self.report(peer, PeerAction::LowTolerance, &RecordError::Invalid(why));
             }
+            c @ (Command::LeafOwnRecords(_)
+            | Command::LeafSeen { .. }
+            | Command::LeafEquivocators(_)) => self.on_heads_command(c),
             Command::Dial { addr, reply } => {
                 let opts = libp2p::swarm::dial_opts::DialOpts::from(addr.clone());
                 let id = opts.connection_id();

@@ -57,3 +57,199 @@ async fn two_nodes_pay_each_other() -> anyhow::Result<()> {
     shutdown_all(nodes).await;
     Ok(())
 }
+
+/// The chains of every node, re-verified together from their first record.
+async fn verify_all(nodes: &[leafnet_tests::TestNode]) -> anyhow::Result<leafnet_leaf::Ledger> {
+    let mut chains = std::collections::BTreeMap::new();
+    let mut params = None;
+    for t in nodes {
+        let c = t.node.leaf().leaf_chain().await?;
+        chains.insert(
+            t.node.account_id(),
+            c.entries_hex
+                .iter()
+                .map(|h| hex::decode(h))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        params = Some(t.node.leaf().leaf_params()?);
+    }
+    let params = params.expect("at least one node");
+    Ok(leafnet_leaf::verify_ledger(&params, &chains)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_nodes_two_thousand_concurrent_payments() -> anyhow::Result<()> {
+    use rand::{RngExt as _, SeedableRng as _};
+    const N: usize = 20;
+    const PAYMENTS: usize = 2000;
+    const MAX: i64 = 40_000; // 40 leaf: random amounts up to 25 leaf break the bound often
+    let nodes = start_leaf_swarm(N, N, Duration::from_secs(60), |c| {
+        c.leaf.max_balance = MAX;
+    })
+    .await?;
+    let accounts: Vec<[u8; 32]> = nodes.iter().map(|t| t.node.account_id()).collect();
+    let seed: u64 = rand::random();
+    println!("seed {seed}");
+    let started = std::time::Instant::now();
+    // Every node pays concurrently: N tasks, each a stream of payments to random payees, with
+    // up to 4 of its own in flight at once.
+    let mut tasks = Vec::new();
+    for (i, t) in nodes.iter().enumerate() {
+        let ctx = t.node.leaf().clone();
+        let accounts = accounts.clone();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ i as u64);
+        let plan: Vec<([u8; 32], u64)> = (0..PAYMENTS / N)
+            .map(|_| {
+                let mut j = rng.random_range(0..N - 1);
+                if j >= i {
+                    j += 1;
+                }
+                (accounts[j], rng.random_range(1..25_000u64))
+            })
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            use futures::StreamExt as _;
+            futures::stream::iter(plan)
+                .map(|(to, minor)| {
+                    let ctx = ctx.clone();
+                    async move {
+                        let amount = format!("{}.{:03}", minor / 1000, minor % 1000);
+                        (minor, ctx.leaf_pay(pay(to, &amount)).await)
+                    }
+                })
+                .buffer_unordered(4)
+                .collect::<Vec<_>>()
+                .await
+        }));
+    }
+    let (mut paid, mut refused_bound, mut other) = (0usize, 0usize, Vec::new());
+    for t in tasks {
+        for (_, r) in t.await? {
+            match r {
+                Ok(p) if p.status == "paid" => paid += 1,
+                Ok(p) if p.status == "refused" => {
+                    assert!(p.reason.as_deref().unwrap_or("").contains("bound"), "{p:?}");
+                    refused_bound += 1;
+                }
+                Ok(p) => other.push(format!("{p:?}")),
+                Err(e) if format!("{e:#}").contains("bound exceeded") => refused_bound += 1,
+                Err(e) => other.push(format!("{e:#}")),
+            }
+        }
+    }
+    println!(
+        "{PAYMENTS} payments in {:.1} s: {paid} paid, {refused_bound} refused at a bound, {} other",
+        started.elapsed().as_secs_f64(),
+        other.len()
+    );
+    assert!(
+        other.is_empty(),
+        "unexpected outcomes: {:?}",
+        &other[..other.len().min(5)]
+    );
+    assert_eq!(paid + refused_bound, PAYMENTS);
+    assert!(paid > PAYMENTS / 4, "too few payments went through: {paid}");
+    assert!(
+        refused_bound > 0,
+        "no payment hit a bound; the test does not test bounds"
+    );
+    // Every chain re-verifies from its start, together: signatures, links, bounds, Σ = 0.
+    let ledger = verify_all(&nodes).await?;
+    let sum: i128 = ledger.balances.values().map(|b| *b as i128).sum();
+    assert_eq!(sum, 0);
+    assert!(ledger.balances.values().all(|b| (-MAX..=MAX).contains(b)));
+    for t in &nodes {
+        let a = t.node.leaf().leaf_account().await?;
+        assert_eq!(a.reserved, 0, "a payment is still in flight");
+        assert_eq!(
+            ledger.balances.get(&t.node.account_id()).copied(),
+            Some(a.balance),
+            "the node's balance and its verified chain disagree"
+        );
+    }
+    shutdown_all(nodes).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_chain_is_caught_by_every_node() -> anyhow::Result<()> {
+    use leafnet_leaf::{Body, Memo, Record, SignedEntry};
+    let nodes = start_leaf_swarm(5, 5, Duration::from_secs(30), |_| {}).await?;
+    let forger = &nodes[0];
+    // A first, honest payment, so that the network has seen the forger's chain move.
+    let p = forger
+        .node
+        .leaf()
+        .leaf_pay(pay(nodes[1].node.account_id(), "1"))
+        .await?;
+    assert_eq!(p.status, "paid");
+    // The forger signs two different cheques at its next sequence number (its key is in its
+    // data dir) and shows one to node 1, the other to node 3.
+    let key = leafnet_node::datadir::DataDir::new(forger.dir.path()).load_or_create_account()?;
+    let chain = forger.node.leaf().leaf_chain().await?;
+    let last = SignedEntry::open(&hex::decode(chain.entries_hex.last().unwrap())?)?;
+    let forge = |payee: [u8; 32]| {
+        SignedEntry::seal(
+            &key,
+            Record {
+                account: key.verifying_key().to_bytes(),
+                seq: last.record().seq + 1,
+                prev: last.hash(),
+                body: Body::Cheque {
+                    payee,
+                    amount: 1000,
+                    deadline_ms: u64::MAX / 2,
+                    memo: Memo::None,
+                },
+            },
+        )
+    };
+    let (c1, c2) = (
+        forge(nodes[1].node.account_id())?,
+        forge(nodes[2].node.account_id())?,
+    );
+    let v1 = nodes[1]
+        .node
+        .leaf()
+        .leaf_seen(&hex::encode(c1.as_bytes()))
+        .await?;
+    let v2 = nodes[3]
+        .node
+        .leaf()
+        .leaf_seen(&hex::encode(c2.as_bytes()))
+        .await?;
+    assert_eq!(v1.verdict, "new");
+    assert!(v2.verdict == "new" || v2.verdict == "fork", "{v2:?}");
+    let forger_id = hex::encode(forger.node.account_id());
+    leafnet_tests::wait_until(
+        Duration::from_secs(20),
+        "every node proved the fork",
+        || async {
+            for t in &nodes[1..] {
+                let e = t.node.leaf().leaf_equivocators().await?;
+                if !e.iter().any(|x| x.account_id == forger_id) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .await?;
+    // Members refuse the equivocator: its payment gets a signed refusal, and paying it is
+    // refused before anything is signed.
+    let p = forger
+        .node
+        .leaf()
+        .leaf_pay(pay(nodes[2].node.account_id(), "1"))
+        .await?;
+    assert_eq!(p.status, "refused", "{p:?}");
+    let err = nodes[2]
+        .node
+        .leaf()
+        .leaf_pay(pay(forger.node.account_id(), "1"))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("equivocator"), "{err:#}");
+    shutdown_all(nodes).await;
+    Ok(())
+}
