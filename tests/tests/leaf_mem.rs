@@ -68,7 +68,7 @@ async fn verify_all(nodes: &[leafnet_tests::TestNode]) -> anyhow::Result<leafnet
             t.node.account_id(),
             c.entries_hex
                 .iter()
-                .map(|h| hex::decode(h))
+                .map(hex::decode)
                 .collect::<Result<Vec<_>, _>>()?,
         );
         params = Some(t.node.leaf().leaf_params()?);
@@ -78,6 +78,7 @@ async fn verify_all(nodes: &[leafnet_tests::TestNode]) -> anyhow::Result<leafnet
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stderr)] // the seed and the outcome counts, for the record
 async fn twenty_nodes_two_thousand_concurrent_payments() -> anyhow::Result<()> {
     use rand::{RngExt as _, SeedableRng as _};
     const N: usize = 20;
@@ -89,7 +90,7 @@ async fn twenty_nodes_two_thousand_concurrent_payments() -> anyhow::Result<()> {
     .await?;
     let accounts: Vec<[u8; 32]> = nodes.iter().map(|t| t.node.account_id()).collect();
     let seed: u64 = rand::random();
-    println!("seed {seed}");
+    eprintln!("seed {seed}");
     let started = std::time::Instant::now();
     // Every node pays concurrently: N tasks, each a stream of payments to random payees, with
     // up to 4 of its own in flight at once.
@@ -137,7 +138,7 @@ async fn twenty_nodes_two_thousand_concurrent_payments() -> anyhow::Result<()> {
             }
         }
     }
-    println!(
+    eprintln!(
         "{PAYMENTS} payments in {:.1} s: {paid} paid, {refused_bound} refused at a bound, {} other",
         started.elapsed().as_secs_f64(),
         other.len()
