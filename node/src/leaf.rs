@@ -56,6 +56,8 @@ const MAX_BATCH: usize = 1024;
 const TICK: Duration = Duration::from_secs(1);
 /// How often unresolved transfers are sent again.
 const RETRY_EVERY: Duration = Duration::from_secs(10);
+/// Requests parked per payer while its membership is looked up (more are answered `Busy`).
+const MAX_PARKED: usize = 64;
 /// How long `pay` waits for the payee's decision before answering "pending".
 pub const PAY_WAIT: Duration = Duration::from_secs(20);
 
@@ -267,9 +269,13 @@ pub(crate) struct Service {
     routes: HashMap<[u8; 32], Route>,
     /// Routes being looked up, so one lookup per account runs at a time.
     routing: HashSet<[u8; 32]>,
+    /// Requests from payers whose membership is being looked up.
+    parked: HashMap<[u8; 32], Vec<(PeerId, u64, Request)>>,
     /// The users waiting for the payee's decision on a transfer.
     waiting: HashMap<TransferId, Vec<oneshot::Sender<model::Payment>>>,
-    members: HashMap<[u8; 32], bool>,
+    /// Membership answers (genesis members are always in); a "not a member" answer is looked
+    /// up again after [`CACHE_FOR`], since certifications arrive.
+    members: HashMap<[u8; 32], (Instant, bool)>,
     equivocators: HashSet<[u8; 32]>,
     metrics: Metrics,
     /// How long a payee has to accept.
@@ -360,7 +366,11 @@ pub(crate) async fn start(
         .into_iter()
         .map(|(a, _)| a)
         .collect();
-    let members = params.genesis.iter().map(|g| (*g, true)).collect();
+    let members = params
+        .genesis
+        .iter()
+        .map(|g| (*g, (Instant::now(), true)))
+        .collect();
     let mut svc = Service {
         wallet,
         params_hash: params.params_hash(),
@@ -372,6 +382,7 @@ pub(crate) async fn start(
         routes: HashMap::new(),
         routing: HashSet::new(),
         waiting: HashMap::new(),
+        parked: HashMap::new(),
         members,
         equivocators,
         metrics,
@@ -562,16 +573,20 @@ impl Service {
             }
             Input::Equivocator(a) => {
                 self.equivocators.insert(a);
-                self.members.insert(a, false);
+                self.members.insert(a, (Instant::now(), false));
                 false
             }
             Input::Members(list) => {
+                let mut durable = false;
                 for (a, m) in list {
                     if !self.params.genesis.contains(&a) {
-                        self.members.insert(a, m);
+                        self.members.insert(a, (Instant::now(), m));
+                    }
+                    for (peer, id, request) in self.parked.remove(&a).unwrap_or_default() {
+                        durable |= self.on_request(peer, id, request, changes, effects);
                     }
                 }
-                false
+                durable
             }
         }
     }
@@ -636,15 +651,30 @@ impl Service {
                 peer,
                 addrs: Vec::new(),
             });
-            refuse = self.equivocators.contains(&c.payer)
-                || !self.members.get(&c.payer).copied().unwrap_or(false);
-            if refuse
-                && !self.equivocators.contains(&c.payer)
-                && !self.members.contains_key(&c.payer)
-            {
-                // Unknown: resolve the payer's membership and ask it to send again.
-                self.resolve_member(c.payer);
-                respond(effects, Response::Busy);
+            let known = self.members.get(&c.payer).and_then(|(at, m)| {
+                (*m || at.elapsed() < CACHE_FOR || self.params.genesis.contains(&c.payer))
+                    .then_some(*m)
+            });
+            refuse = self.equivocators.contains(&c.payer) || known != Some(true);
+            if refuse && !self.equivocators.contains(&c.payer) && known.is_none() {
+                // Unknown: park the request while the payer's membership is looked up (its
+                // certifications in the DHT); it is handled again when the answer arrives.
+                if self.parked.get(&c.payer).is_none_or(|p| p.is_empty()) {
+                    self.resolve_member(c.payer);
+                }
+                let parked = self.parked.entry(c.payer).or_default();
+                if parked.len() < MAX_PARKED {
+                    parked.push((
+                        peer,
+                        id,
+                        Request::Message {
+                            params,
+                            message: ByteBuf::from(bytes),
+                        },
+                    ));
+                } else {
+                    respond(effects, Response::Busy);
+                }
                 return false;
             }
         }
