@@ -1,5 +1,5 @@
-//! The leaf ledger (DESIGN §4.5): each local account's chain and transfer states, what the node
-//! has seen of other accounts' chains, proven equivocators and objects' used invoices.
+//! The leaf ledger (DESIGN §4.5): each local account's chain and transfer states, proven
+//! equivocators and objects' used invoices.
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -7,7 +7,6 @@
 //! | `leaf-outgoing-1` | account (32) ‖ transfer id (32) | CBOR `leafnet_leaf::Outgoing` |
 //! | `leaf-incoming-1` | account (32) ‖ transfer id (32) | index of the decision entry |
 //! | `leaf-totals-1` | account (32) | CBOR `Totals` |
-//! | `leaf-seen-1` | account (32) ‖ seq (u64 BE) | first entry seen there (another account's) |
 //! | `leaf-equivocators-1` | account (32) | equivocation proof bytes |
 //! | `leaf-nonces-1` | invoice hash (32) | the invoice's expiry (unix ms) |
 //!
@@ -26,7 +25,6 @@ const ENTRIES: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("leaf-en
 const OUTGOING: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("leaf-outgoing-1");
 const INCOMING: TableDefinition<&[u8; 64], u64> = TableDefinition::new("leaf-incoming-1");
 const TOTALS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("leaf-totals-1");
-const SEEN: TableDefinition<&[u8; 40], &[u8]> = TableDefinition::new("leaf-seen-1");
 const EQUIVOCATORS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("leaf-equivocators-1");
 const NONCES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("leaf-nonces-1");
 
@@ -45,7 +43,6 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), Error> {
     tx.open_table(OUTGOING)?;
     tx.open_table(INCOMING)?;
     tx.open_table(TOTALS)?;
-    tx.open_table(SEEN)?;
     tx.open_table(EQUIVOCATORS)?;
     tx.open_table(NONCES)?;
     Ok(())
@@ -173,34 +170,6 @@ pub fn accounts(db: &Database) -> Result<Vec<[u8; 32]>, Error> {
         out.push(*row?.0.value());
     }
     Ok(out)
-}
-
-/// The entry first seen at (account, seq) of another account, if any.
-pub fn seen(db: &Database, account: &[u8; 32], seq: u64) -> Result<Option<Vec<u8>>, Error> {
-    let tx = db.redb().begin_read()?;
-    let t = tx.open_table(SEEN)?;
-    Ok(t.get(&seq_key(account, seq))?.map(|v| v.value().to_vec()))
-}
-
-/// Remembers entries of other accounts (account, seq, bytes) unless one is already there;
-/// made durable by the next flush.
-pub fn note_seen(db: &Database, rows: &[([u8; 32], u64, Vec<u8>)]) -> Result<(), Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut tx = db.redb().begin_write()?;
-    tx.set_durability(redb::Durability::None)?;
-    {
-        let mut t = tx.open_table(SEEN)?;
-        for (account, seq, bytes) in rows {
-            let k = seq_key(account, *seq);
-            if t.get(&k)?.is_none() {
-                t.insert(&k, bytes.as_slice())?;
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(())
 }
 
 /// Stores an equivocation proof against `account` (durably).
