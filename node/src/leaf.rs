@@ -539,6 +539,16 @@ impl Service {
             Input::Routed { account, route } => {
                 self.routing.remove(&account);
                 self.routes.insert(account, route);
+                // Send what waits for this account now rather than at the next retry.
+                if let Ok(actions) = self.wallet.handle(Event::Retry, now) {
+                    for a in actions {
+                        if let Action::Send { to, message } = a
+                            && to == account
+                        {
+                            effects.push(Effect::Send { to, message });
+                        }
+                    }
+                }
                 false
             }
             Input::Unrouted(account) => {

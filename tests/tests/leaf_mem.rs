@@ -254,3 +254,41 @@ async fn a_forked_chain_is_caught_by_every_node() -> anyhow::Result<()> {
     shutdown_all(nodes).await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_and_chains_survive_a_restart() -> anyhow::Result<()> {
+    let mut nodes = start_leaf_swarm(3, 3, Duration::from_secs(30), |_| {}).await?;
+    let b_id = nodes[1].node.account_id();
+    for _ in 0..5 {
+        let p = nodes[0].node.leaf().leaf_pay(pay(b_id, "1.5")).await?;
+        assert_eq!(p.status, "paid");
+    }
+    let genesis = nodes[0].node.leaf().leaf_params()?.genesis;
+    let boot = nodes[2].addr();
+    let before = nodes[1].node.leaf().leaf_chain().await?;
+    // Stop node 1 and start it again from its data dir.
+    let leafnet_tests::TestNode { node, keypair, dir } = nodes.remove(1);
+    node.shutdown().await;
+    let mut cfg = leafnet_tests::mem_config(&[boot]);
+    cfg.leaf.genesis = genesis;
+    let again = leafnet_tests::start_mem_node_with(cfg, keypair, dir).await?;
+    let after = again.node.leaf().leaf_chain().await?;
+    assert_eq!(
+        before.entries_hex, after.entries_hex,
+        "the chain changed across a restart"
+    );
+    assert_eq!(again.node.leaf().leaf_account().await?.balance, 7_500);
+    nodes.insert(1, again);
+    leafnet_tests::settle_routing(&nodes, Duration::from_secs(30)).await?;
+    // It keeps paying and being paid on top of the reloaded chain.
+    let p = nodes[1]
+        .node
+        .leaf()
+        .leaf_pay(pay(nodes[0].node.account_id(), "0.5"))
+        .await?;
+    assert_eq!(p.status, "paid", "{p:?}");
+    let ledger = verify_all(&nodes).await?;
+    assert_eq!(ledger.balances.get(&b_id), Some(&7_000));
+    shutdown_all(nodes).await;
+    Ok(())
+}
