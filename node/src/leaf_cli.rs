@@ -1,6 +1,6 @@
 //! `leafnet account | certify | pay | balance | history | receipt`: the leaf money, as a client
-//! of the running node's control API. Amounts are in leaf with at most three decimals
-//! (1 leaf = 1000 minor units); `--json` prints the API's answer.
+//! of the running node's control API (`account id` alone works without a node). Amounts are in
+//! leaf with at most three decimals (1 leaf = 1000 minor units); `--json` prints the API's answer.
 
 use std::path::PathBuf;
 
@@ -12,6 +12,8 @@ use crate::print_json;
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum AccountCmd {
+    /// Print the account id, creating the account key on first use (no node needed).
+    Id,
     /// Close the account (only at balance zero with no payment in flight).
     Close,
 }
@@ -21,11 +23,15 @@ pub(crate) async fn account(
     dd: &DataDir,
     json: bool,
 ) -> anyhow::Result<()> {
-    let c = Client::for_data_dir(dd)?;
     let a: model::LeafAccount = match cmd {
-        None => c.get("/v1/leaf/account", &[]).await?,
+        Some(AccountCmd::Id) => return account_id(dd, json),
+        None => match get_account(dd).await {
+            Ok(a) => a,
+            Err(e) => return Err(with_offline_id(dd, json, e)),
+        },
         Some(AccountCmd::Close) => {
-            c.post("/v1/leaf/account/close", &serde_json::json!({}))
+            Client::for_data_dir(dd)?
+                .post("/v1/leaf/account/close", &serde_json::json!({}))
                 .await?
         }
     };
@@ -50,6 +56,40 @@ pub(crate) async fn account(
         outln!("equivocators {} proven (refused)", a.equivocators.len());
     }
     Ok(())
+}
+
+async fn get_account(dd: &DataDir) -> anyhow::Result<model::LeafAccount> {
+    Client::for_data_dir(dd)?.get("/v1/leaf/account", &[]).await
+}
+
+/// `leafnet account id`: the data dir's account id, from its key file (created when missing),
+/// with no node involved.
+fn account_id(dd: &DataDir, json: bool) -> anyhow::Result<()> {
+    dd.ensure()?;
+    let id = hex::encode(dd.load_or_create_account()?.verifying_key().to_bytes());
+    if json {
+        return print_json(&serde_json::json!({ "account_id": id }));
+    }
+    outln!("{id}");
+    Ok(())
+}
+
+/// `leafnet account` with no node running still shows the account id when the data dir has an
+/// account key (it does not create one); the error, and exit code 2, stay.
+fn with_offline_id(dd: &DataDir, json: bool, e: anyhow::Error) -> anyhow::Error {
+    if e.downcast_ref::<leafnet_node::client::NoNode>().is_none() || !dd.account_key().exists() {
+        return e;
+    }
+    if let Ok(key) = dd.load_or_create_account() {
+        let id = hex::encode(key.verifying_key().to_bytes());
+        if json {
+            let _ = print_json(&serde_json::json!({ "account_id": id, "node": "not running" }));
+        } else {
+            outln!("account      {id}");
+            outln!("node         not running");
+        }
+    }
+    e
 }
 
 pub(crate) async fn balance(dd: &DataDir, json: bool) -> anyhow::Result<()> {

@@ -74,7 +74,8 @@ enum Cmd {
     /// Compare notes on mint files: sign and observe issuer statements, find equivocation.
     #[command(subcommand)]
     Mint(mint_cli::MintCmd),
-    /// Your leaf account: id, balance, membership; `account close` closes it at zero.
+    /// Your leaf account: id, balance, membership; `account id` works without a node;
+    /// `account close` closes it at zero.
     Account {
         #[command(subcommand)]
         cmd: Option<leaf_cli::AccountCmd>,
