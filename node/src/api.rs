@@ -23,6 +23,8 @@
 //! | `GET /v1/leaf/history` | `[model::HistoryEntry]` |
 //! | `GET /v1/leaf/chain` | [`model::Chain`] |
 //! | `POST /v1/leaf/seen` [`model::SeenRequest`] | [`model::Seen`] |
+//! | `POST /v1/leaf/certify` [`model::CertifyRequest`] | [`model::Certified`] |
+//! | `GET /v1/leaf/certs/{account}` | [`model::Certs`] |
 //! | `GET /v1/leaf/equivocators` | `[model::Equivocator]` |
 //! | `GET /v1/leaf/receipt/{id}` | [`model::Receipt`] |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
@@ -83,6 +85,8 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/leaf/history", get(leaf_history))
         .route("/v1/leaf/chain", get(leaf_chain))
         .route("/v1/leaf/seen", post(leaf_seen))
+        .route("/v1/leaf/certify", post(leaf_certify))
+        .route("/v1/leaf/certs/{account}", get(leaf_certs))
         .route("/v1/leaf/equivocators", get(leaf_equivocators))
         .route("/v1/leaf/receipt/{id}", get(leaf_receipt))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -376,6 +380,20 @@ async fn leaf_equivocators(
     State(s): State<ApiState>,
 ) -> Result<Json<Vec<model::Equivocator>>, ApiErr> {
     s.ctx.leaf_equivocators().await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_certify(
+    State(s): State<ApiState>,
+    Json(req): Json<model::CertifyRequest>,
+) -> Result<Json<model::Certified>, ApiErr> {
+    s.ctx.leaf_certify(req).await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_certs(
+    State(s): State<ApiState>,
+    axum::extract::Path(account): axum::extract::Path<String>,
+) -> Result<Json<model::Certs>, ApiErr> {
+    s.ctx.leaf_certs(&account).await.map(Json).map_err(flow_err)
 }
 
 async fn leaf_receipt(

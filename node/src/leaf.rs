@@ -394,9 +394,26 @@ pub(crate) async fn start(
     svc.absorb(actions, &mut changes, &mut effects, true);
     svc.commit(changes, true).await?;
     let rx = inputs.1;
+    let republisher = svc.ctx.clone();
     Ok(tokio::spawn(async move {
         svc.execute(effects).await;
-        svc.run(rx).await;
+        // The certifications this node issued are published again after start (once the
+        // node had time to join) and every few hours, so they outlive the record TTL.
+        let republish = async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            loop {
+                match republisher.leaf_republish_certs().await {
+                    Ok(n) if n > 0 => tracing::info!(subjects = n, "certifications republished"),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "republishing certifications"),
+                }
+                tokio::time::sleep(crate::certs::REPUBLISH_EVERY).await;
+            }
+        };
+        tokio::select! {
+            () = svc.run(rx) => {}
+            () = republish => {}
+        }
     }))
 }
 
@@ -1575,30 +1592,5 @@ impl crate::swarm::Actor {
         if let Some(ch) = self.leaf_channels.remove(&id) {
             let _ = self.swarm.behaviour_mut().leaf.send_response(ch, response);
         }
-    }
-}
-
-// TEMPORARY until the certifications branch lands (this session): genesis-only membership.
-/// Membership of an account as resolved from certifications.
-#[derive(Debug, Clone)]
-pub struct MembershipTmp {
-    pub member: bool,
-    pub certified_by: usize,
-    pub needed: u32,
-}
-
-impl crate::flows::Ctx {
-    /// TEMPORARY: genesis only.
-    pub async fn resolve_membership(
-        &self,
-        params: &Params,
-        subject: [u8; 32],
-        _now_ms: u64,
-    ) -> anyhow::Result<MembershipTmp> {
-        Ok(MembershipTmp {
-            member: params.genesis.contains(&subject),
-            certified_by: 0,
-            needed: params.certifications_needed,
-        })
     }
 }

@@ -251,3 +251,62 @@ pub(crate) async fn receipt(
     }
     Ok(())
 }
+
+pub(crate) async fn certify(
+    dd: &DataDir,
+    json: bool,
+    subject: String,
+    object: bool,
+) -> anyhow::Result<()> {
+    let req = model::CertifyRequest { subject, object };
+    let c: model::Certified = Client::for_data_dir(dd)?
+        .post("/v1/leaf/certify", &req)
+        .await?;
+    if json {
+        return print_json(&c);
+    }
+    outln!(
+        "certified {} as {} (valid until {} ms; stored on {} peers)",
+        c.subject,
+        if c.kind == "object" {
+            "your object"
+        } else {
+            "a human"
+        },
+        c.expires_ms,
+        c.stored_on
+    );
+    Ok(())
+}
+
+pub(crate) async fn certs(dd: &DataDir, json: bool, subject: String) -> anyhow::Result<()> {
+    let c: model::Certs = Client::for_data_dir(dd)?
+        .get(&format!("/v1/leaf/certs/{}", subject.trim()), &[])
+        .await?;
+    if json {
+        return print_json(&c);
+    }
+    let status = if c.genesis {
+        "genesis member".to_owned()
+    } else if c.member {
+        format!("member ({} of {} certifications)", c.certified_by, c.needed)
+    } else if let Some(o) = &c.owner {
+        format!("object of {o}")
+    } else {
+        format!(
+            "not a member ({} of {} certifications)",
+            c.certified_by, c.needed
+        )
+    };
+    outln!("{}  {status}", c.subject);
+    for x in &c.certifications {
+        outln!(
+            "  by {}  {:<6} expires {}{}",
+            x.certifier,
+            x.kind,
+            x.expires_ms,
+            if x.valid { "" } else { "  (not valid)" }
+        );
+    }
+    Ok(())
+}

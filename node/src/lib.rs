@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod behaviour;
+pub mod certs;
 pub mod client;
 pub mod datadir;
 pub mod flows;

@@ -82,6 +82,15 @@ enum Cmd {
     },
     /// Your leaf balance.
     Balance,
+    /// Certify ACCOUNT as a human you know (you must be a member), or with --object as one of
+    /// your objects (its income comes to you).
+    Certify {
+        account: String,
+        #[arg(long)]
+        object: bool,
+    },
+    /// The certifications of ACCOUNT and whether it is a member.
+    Certs { account: String },
     /// Pay AMOUNT leaf (at most 3 decimals) to ACCOUNT.
     #[command(allow_negative_numbers = true)]
     Pay {
@@ -337,6 +346,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Mint(cmd) => mint_cli::run(cmd, &dd, cli.json).await,
         Cmd::Account { cmd } => leaf_cli::account(cmd, &dd, cli.json).await,
         Cmd::Balance => leaf_cli::balance(&dd, cli.json).await,
+        Cmd::Certify { account, object } => leaf_cli::certify(&dd, cli.json, account, object).await,
+        Cmd::Certs { account } => leaf_cli::certs(&dd, cli.json, account).await,
         Cmd::Pay {
             account,
             amount,

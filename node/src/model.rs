@@ -426,3 +426,51 @@ pub struct Equivocator {
     /// The proof (two records at one sequence number), `leafnet_wire::claim::Proof` bytes.
     pub proof_hex: String,
 }
+
+/// `POST /v1/leaf/certify`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct CertifyRequest {
+    /// The account certified (64 hex).
+    pub subject: String,
+    /// An object of this account (its income goes to this account), not a human.
+    #[serde(default)]
+    pub object: bool,
+}
+
+/// A certification made and published.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Certified {
+    pub subject: String,
+    pub certifier: String,
+    /// human or object.
+    pub kind: String,
+    pub expires_ms: u64,
+    /// Peers the merged record was stored on.
+    pub stored_on: usize,
+}
+
+/// `GET /v1/leaf/certs/{subject}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Certs {
+    pub subject: String,
+    pub member: bool,
+    pub genesis: bool,
+    /// Valid human certifications from members.
+    pub certified_by: usize,
+    /// K.
+    pub needed: u32,
+    /// For a certified object: its owner.
+    pub owner: Option<String>,
+    pub certifications: Vec<Cert>,
+}
+
+/// One certification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cert {
+    pub certifier: String,
+    pub kind: String,
+    pub issued_ms: u64,
+    pub expires_ms: u64,
+    /// Valid now under the network's parameters (whether its certifier is a member aside).
+    pub valid: bool,
+}

@@ -7,6 +7,8 @@
 //!   work (`leafnet dht provide`); values are refused.
 //! - `profile`: `/leafnet/profile/<account id>` → a signed profile (`leafnet_profile`).
 //! - `geo`: `/leafnet/geo/<geohash>`: provider records only: the nodes hosting profiles there.
+//! - `leaf-certs`: `/leafnet/leaf-certs/<account id>` → the certifications of that account,
+//!   merged rather than replaced (`crate::certs`).
 //!
 //! Any other namespace is refused by the registry (see `leafnet_wire::key`).
 
@@ -32,7 +34,8 @@ pub fn registry() -> Registry {
         .register(DHT_NS)
         .register(leafnet_profile::Validator)
         .register(GEO_NS)
-        .register(RELAY_NS);
+        .register(RELAY_NS)
+        .register(crate::certs::CertsNs);
     r
 }
 

@@ -115,6 +115,17 @@ pub enum Command {
     },
     /// The proven equivocators and their proofs.
     LeafEquivocators(oneshot::Sender<Vec<([u8; 32], Vec<u8>)>>),
+    /// The certifications of a subject in the DHT, merged.
+    GetCerts {
+        subject: [u8; 32],
+        reply: oneshot::Sender<Result<Vec<leafnet_leaf::SignedCertification>, String>>,
+    },
+    /// Put a (merged) certifications value; answers on how many peers it was stored.
+    PutCerts {
+        subject: [u8; 32],
+        value: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
 }
 
 type ProvideReply = oneshot::Sender<Result<model::Provided, String>>;
@@ -139,6 +150,13 @@ pub(crate) struct GetQuery {
     valid: usize,
     best: Option<(leafnet_wire::Validated, Vec<u8>)>,
     reply: oneshot::Sender<Result<model::RecordReply, String>>,
+}
+
+pub(crate) struct CertsQuery {
+    subject: [u8; 32],
+    found: Vec<leafnet_leaf::SignedCertification>,
+    answers: usize,
+    reply: oneshot::Sender<Result<Vec<leafnet_leaf::SignedCertification>, String>>,
 }
 
 pub(crate) struct Actor {
@@ -192,6 +210,10 @@ pub(crate) struct Actor {
     pub(crate) leaf_channels:
         HashMap<u64, libp2p::request_response::ResponseChannel<crate::leaf::Response>>,
     pub(crate) leaf_next: u64,
+    /// Certification lookups: query → (subject, values read, reply).
+    pub(crate) certs_get_q: HashMap<QueryId, CertsQuery>,
+    /// Certification puts in flight.
+    pub(crate) certs_put_q: HashMap<QueryId, oneshot::Sender<Result<usize, String>>>,
     /// Fork detection over leaf records.
     pub(crate) heads: crate::leaf_heads::HeadsState,
     /// Outbound leaf requests waiting for their answer.
@@ -277,6 +299,8 @@ impl Actor {
             leaf_channels: HashMap::new(),
             leaf_next: 0,
             heads: Default::default(),
+            certs_get_q: HashMap::new(),
+            certs_put_q: HashMap::new(),
             leaf_out: HashMap::new(),
             mint,
             account,
@@ -584,6 +608,44 @@ impl Actor {
             Command::LeafMisbehaved { peer, why } => {
                 self.report(peer, PeerAction::LowTolerance, &RecordError::Invalid(why));
             }
+            Command::GetCerts { subject, reply } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(RecordKey::new(&crate::certs::record_key(&subject)));
+                self.certs_get_q.insert(
+                    id,
+                    CertsQuery {
+                        subject,
+                        found: Vec::new(),
+                        answers: 0,
+                        reply,
+                    },
+                );
+            }
+            Command::PutCerts {
+                subject,
+                value,
+                reply,
+            } => {
+                let mut rec =
+                    Record::new(RecordKey::new(&crate::certs::record_key(&subject)), value);
+                rec.publisher = Some(*self.swarm.local_peer_id());
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(rec, kad::Quorum::One)
+                {
+                    Ok(id) => {
+                        self.certs_put_q.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(format!("cannot store the record: {e:?}")));
+                    }
+                }
+            }
             c @ (Command::LeafOwnRecords(_)
             | Command::LeafSeen { .. }
             | Command::LeafEquivocators(_)) => self.on_heads_command(c),
@@ -876,6 +938,13 @@ impl Actor {
         match req {
             kad::InboundRequest::PutRecord {
                 source,
+                record: Some(record),
+                ..
+            } if crate::certs::is_certs_key(record.key.as_ref()).is_some() => {
+                self.on_certs_put(source, record);
+            }
+            kad::InboundRequest::PutRecord {
+                source,
                 record: Some(mut record),
                 ..
             } => {
@@ -957,7 +1026,24 @@ impl Actor {
                 };
                 self.on_cell_providers(id, found, closest, last);
             }
+            QueryResult::PutRecord(r) if self.certs_put_q.contains_key(&id) => {
+                if let Some(reply) = self.certs_put_q.remove(&id) {
+                    let _ = reply.send(match r {
+                        Ok(_) => Ok(self.cfg.kad.replication_factor as usize),
+                        Err(kad::PutRecordError::QuorumFailed { success, .. })
+                            if success.is_empty() =>
+                        {
+                            Err("no peer stored the certification (is the node connected?)".into())
+                        }
+                        Err(kad::PutRecordError::QuorumFailed { success, .. }) => Ok(success.len()),
+                        Err(e) => Err(format!("{e:?}")),
+                    });
+                }
+            }
             QueryResult::PutRecord(r) => self.on_put_result(id, r.is_ok()),
+            QueryResult::GetRecord(r) if self.certs_get_q.contains_key(&id) => {
+                self.on_certs_found(id, r, last);
+            }
             QueryResult::GetProviders(r) if self.relay_find_q.contains(&id) => {
                 if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = r {
                     self.on_relay_providers(providers);
@@ -1017,6 +1103,93 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// An inbound put of certifications: validated, then merged with what is stored.
+    fn on_certs_put(&mut self, source: PeerId, mut record: Record) {
+        let Some(subject) = crate::certs::is_certs_key(record.key.as_ref()) else {
+            return;
+        };
+        let now = now_ms();
+        if let Err(e) = self
+            .registry
+            .validate(record.key.as_ref(), &record.value, now)
+        {
+            self.metrics.rejected(reason_label(&e));
+            if e.is_misbehaviour() {
+                self.report(source, action_for(&e), &e);
+            }
+            return;
+        }
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let stored = store.get(&record.key).map(|r| r.value.clone());
+        match crate::certs::merged_value(&subject, stored.as_deref(), &record.value, now) {
+            Ok(Some(value)) => {
+                let v = self
+                    .registry
+                    .validate(record.key.as_ref(), &value, now)
+                    .map(|v| v.expires_at_ms)
+                    .unwrap_or(now);
+                record.value = value;
+                let signed = Instant::now() + Duration::from_millis(v.saturating_sub(now));
+                record.expires = Some(record.expires.map_or(signed, |e| e.min(signed)));
+                match self.swarm.behaviour_mut().kad.store_mut().put(record) {
+                    Ok(()) => {
+                        self.metrics.records_accepted.inc();
+                    }
+                    Err(e) => tracing::debug!(error = ?e, "store refused certifications"),
+                }
+            }
+            Ok(None) => self.metrics.rejected(reason_label(&RecordError::Duplicate)),
+            Err(e) => {
+                self.metrics.rejected(reason_label(&e));
+                self.report(source, action_for(&e), &e);
+            }
+        }
+    }
+
+    /// A certifications lookup progressed: merge what is valid; answer after a few answers or
+    /// at the end.
+    fn on_certs_found(&mut self, id: QueryId, r: kad::GetRecordResult, last: bool) {
+        let now = now_ms();
+        let mut bad = None;
+        if let Some(q) = self.certs_get_q.get_mut(&id)
+            && let Ok(kad::GetRecordOk::FoundRecord(pr)) = r
+        {
+            match crate::certs::open_strict(&q.subject, &pr.record.value, now) {
+                Ok(list) => {
+                    q.answers += 1;
+                    let merged = crate::certs::merge(q.found.iter().chain(list.iter()), now);
+                    q.found = merged;
+                }
+                Err(e) => bad = pr.peer.map(|p| (p, e)),
+            }
+        }
+        if let Some((peer, e)) = bad {
+            self.report(peer, action_for(&e), &e);
+        }
+        let done = self
+            .certs_get_q
+            .get(&id)
+            .is_some_and(|q| last || q.answers >= GET_ENOUGH);
+        if done && let Some(q) = self.certs_get_q.remove(&id) {
+            if !last && let Some(mut qm) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                qm.finish();
+            }
+            // What this node stores itself counts too (a lookup may not return it).
+            let mut found = q.found;
+            if let Some(local) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .store_mut()
+                .get(&RecordKey::new(&crate::certs::record_key(&q.subject)))
+                && let Ok(list) = crate::certs::open_strict(&q.subject, &local.value, now)
+            {
+                found = crate::certs::merge(found.iter().chain(list.iter()), now);
+            }
+            let _ = q.reply.send(Ok(found));
         }
     }
 

@@ -9,6 +9,7 @@
 //! | `leaf-totals-1` | account (32) | CBOR `Totals` |
 //! | `leaf-equivocators-1` | account (32) | equivocation proof bytes |
 //! | `leaf-nonces-1` | invoice hash (32) | the invoice's expiry (unix ms) |
+//! | `leaf-issued-certs-1` | subject (32) ‖ certifier (32) | a certification this node signed |
 //!
 //! [`commit`] writes the changes of any number of wallets in **one** transaction with
 //! `Durability::Immediate`: group commit, one fsync for many payments, and each of them is
@@ -27,6 +28,7 @@ const INCOMING: TableDefinition<&[u8; 64], u64> = TableDefinition::new("leaf-inc
 const TOTALS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("leaf-totals-1");
 const EQUIVOCATORS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("leaf-equivocators-1");
 const NONCES: TableDefinition<&[u8; 32], u64> = TableDefinition::new("leaf-nonces-1");
+const ISSUED: TableDefinition<&[u8; 64], &[u8]> = TableDefinition::new("leaf-issued-certs-1");
 
 /// The largest stored value the loaders accept (an entry is at most 2 KiB).
 const MAX_VALUE: usize = 64 * 1024;
@@ -45,6 +47,7 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), Error> {
     tx.open_table(TOTALS)?;
     tx.open_table(EQUIVOCATORS)?;
     tx.open_table(NONCES)?;
+    tx.open_table(ISSUED)?;
     Ok(())
 }
 
@@ -191,6 +194,32 @@ pub fn equivocators(db: &Database) -> Result<Vec<Equivocator>, Error> {
     for row in t.iter()? {
         let (k, v) = row?;
         out.push((*k.value(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// Keeps a certification this node signed (durably), replacing an older one of the same
+/// (subject, certifier).
+pub fn put_issued_cert(
+    db: &Database,
+    subject: &[u8; 32],
+    certifier: &[u8; 32],
+    bytes: &[u8],
+) -> Result<(), Error> {
+    let tx = db.redb().begin_write()?;
+    tx.open_table(ISSUED)?
+        .insert(&pair_key(subject, certifier), bytes)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Every certification this node signed (the node republishes them).
+pub fn issued_certs(db: &Database) -> Result<Vec<Vec<u8>>, Error> {
+    let tx = db.redb().begin_read()?;
+    let t = tx.open_table(ISSUED)?;
+    let mut out = Vec::new();
+    for row in t.iter()? {
+        out.push(row?.1.value().to_vec());
     }
     Ok(out)
 }

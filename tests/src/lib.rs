@@ -273,3 +273,10 @@ pub fn raw_memory_transport(
         .map(|(p, c), _| (p, libp2p::core::muxing::StreamMuxerBox::new(c)))
         .boxed())
 }
+
+/// Wall-clock unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
