@@ -520,15 +520,23 @@ impl Service {
             }
             Input::Answer { to, result } => match result {
                 Ok(Response::Message(bytes)) => {
-                    if let Ok(Message::Decision(d)) = Message::decode(&bytes) {
-                        let _ = self.commands.try_send(Command::LeafSeen {
-                            entry: d.into_vec(),
-                            publish: false,
-                            reply: None,
-                        });
-                    }
+                    let decision = match Message::decode(&bytes) {
+                        Ok(Message::Decision(d)) => Some(d.into_vec()),
+                        _ => None,
+                    };
                     match self.wallet.handle(Event::Received(bytes.into_vec()), now) {
-                        Ok(a) => self.absorb(a, changes, effects, false),
+                        Ok(a) => {
+                            // Verified by the wallet: the actor compares it with what it saw.
+                            if let Some(entry) = decision {
+                                let _ = self.commands.try_send(Command::LeafSeen {
+                                    entry,
+                                    publish: false,
+                                    verified: true,
+                                    reply: None,
+                                });
+                            }
+                            self.absorb(a, changes, effects, false)
+                        }
                         Err(e) => {
                             tracing::warn!(payee = %hex::encode(to), error = %e, "bad decision from payee");
                             false
@@ -994,14 +1002,18 @@ pub(crate) fn payment_of(
             OutState::Resolved(Decision::Aborted) => "aborted",
         }
         .into();
-        if let Some(d) = o.decision.as_ref().and_then(|d| SignedEntry::open(d).ok()) {
+        if let Some(d) = o
+            .decision
+            .as_ref()
+            .and_then(|d| SignedEntry::open_trusted(d).ok())
+        {
             match &d.record().body {
                 Body::Refusal { reason, .. } => p.reason = Some(short_reason(*reason).into()),
                 Body::Acceptance { balance, .. } => p.payee_balance = Some(*balance),
                 _ => {}
             }
         }
-        if let Ok(c) = SignedEntry::open(&o.cheque)
+        if let Ok(c) = SignedEntry::open_trusted(&o.cheque)
             && let Body::Cheque { memo, .. } = &c.record().body
         {
             p.memo = memo_text(memo);
@@ -1024,7 +1036,7 @@ pub(crate) fn history(view: &AccountView) -> Vec<model::HistoryEntry> {
     let mut out = Vec::new();
     let mut balance: i128 = 0;
     for b in &view.state.entries {
-        let Ok(e) = SignedEntry::open(b) else {
+        let Ok(e) = SignedEntry::open_trusted(b) else {
             continue;
         };
         let r = e.record();
@@ -1054,7 +1066,7 @@ pub(crate) fn history(view: &AccountView) -> Vec<model::HistoryEntry> {
                 h.memo = memo_text(memo);
             }
             Body::Acceptance { cheque, .. } => {
-                if let Ok(c) = SignedEntry::open(cheque)
+                if let Ok(c) = SignedEntry::open_trusted(cheque)
                     && let Some(ch) = c.cheque()
                 {
                     balance += ch.amount as i128;
@@ -1105,7 +1117,7 @@ pub(crate) fn receipt(view: &AccountView, id: &TransferId) -> Option<model::Rece
     }
     let i = *view.state.incoming.get(id)?;
     let d = view.state.entries.get(usize::try_from(i).ok()?)?;
-    let e = SignedEntry::open(d).ok()?;
+    let e = SignedEntry::open_trusted(d).ok()?;
     let mut p = model::Payment {
         transfer_id: hex::encode(id.0),
         payee: hex::encode(view.account),
@@ -1115,7 +1127,7 @@ pub(crate) fn receipt(view: &AccountView, id: &TransferId) -> Option<model::Rece
     let mut receipt_hex = None;
     match &e.record().body {
         Body::Acceptance { cheque, balance } => {
-            if let Ok(c) = SignedEntry::open(cheque)
+            if let Ok(c) = SignedEntry::open_trusted(cheque)
                 && let Some(ch) = c.cheque()
             {
                 p.payer = hex::encode(ch.payer);
@@ -1286,6 +1298,7 @@ impl crate::flows::Ctx {
             .ask(|tx| Command::LeafSeen {
                 entry,
                 publish: true,
+                verified: false,
                 reply: Some(tx),
             })
             .await?

@@ -94,10 +94,12 @@ impl HeadsState {
 
     /// Compares a verified record (and, for an acceptance, its embedded cheque) with what was
     /// seen at its place.
+    /// `e` must have been verified ([`SignedEntry::open`] checks an acceptance's embedded
+    /// cheque too, so it is only decoded here).
     pub(crate) fn check(&mut self, e: &SignedEntry) -> Vec<Seen> {
         let mut out = vec![self.check_one(e)];
         if let Body::Acceptance { cheque, .. } = &e.record().body
-            && let Ok(c) = SignedEntry::open(cheque)
+            && let Ok(c) = SignedEntry::open_trusted(cheque)
         {
             out.push(self.check_one(&c));
         }
@@ -108,7 +110,7 @@ impl HeadsState {
         let key = (e.record().account, e.record().seq);
         match self.seen.get(&key) {
             Some(b) if b.as_slice() == e.as_bytes() => Seen::Known,
-            Some(b) => match SignedEntry::open(b)
+            Some(b) => match SignedEntry::open_trusted(b)
                 .ok()
                 .and_then(|old| Proof::new(&old, e).ok())
             {
@@ -141,7 +143,8 @@ impl Actor {
     /// The wallet task committed these own records: announce them soon.
     pub(crate) fn heads_own(&mut self, entries: Vec<Vec<u8>>) {
         for b in entries {
-            if let Ok(e) = SignedEntry::open(&b) {
+            // Own committed records: signed and verified by this node.
+            if let Ok(e) = SignedEntry::open_trusted(&b) {
                 self.heads.check(&e);
             }
             self.heads.pending.push(b);
@@ -191,9 +194,15 @@ impl Actor {
         &mut self,
         bytes: Vec<u8>,
         publish: bool,
+        verified: bool,
         reply: Option<oneshot::Sender<Result<String, String>>>,
     ) {
-        let e = match SignedEntry::open(&bytes) {
+        let opened = if verified {
+            SignedEntry::open_trusted(&bytes)
+        } else {
+            SignedEntry::open(&bytes)
+        };
+        let e = match opened {
             Ok(e) => e,
             Err(err) => {
                 if let Some(r) = reply {
@@ -321,8 +330,9 @@ impl Actor {
             Command::LeafSeen {
                 entry,
                 publish,
+                verified,
                 reply,
-            } => self.heads_seen(entry, publish, reply),
+            } => self.heads_seen(entry, publish, verified, reply),
             Command::LeafEquivocators(reply) => {
                 let _ = reply.send(
                     self.heads

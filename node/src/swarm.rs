@@ -111,6 +111,8 @@ pub enum Command {
     LeafSeen {
         entry: Vec<u8>,
         publish: bool,
+        /// Verified already by this node (its wallet): not checked again.
+        verified: bool,
         reply: Option<oneshot::Sender<Result<String, String>>>,
     },
     /// The proven equivocators and their proofs.

@@ -232,6 +232,26 @@ impl SignedEntry {
         })
     }
 
+    /// Decodes bytes that were verified before — this node's own persisted records, or a
+    /// cheque embedded in an acceptance that was opened with [`SignedEntry::open`] — without
+    /// checking the signature again (a verification costs ~50 µs, and a payment's bytes pass
+    /// through several readers). Still size-capped, canonical and signer = account. **Never**
+    /// for bytes from a peer: use [`SignedEntry::open`].
+    pub fn open_trusted(bytes: &[u8]) -> Result<Self, LeafError> {
+        if bytes.len() > MAX_ENTRY {
+            return Err(too_large(bytes.len(), MAX_ENTRY));
+        }
+        let env: SignedEnvelope = cbor::decode(bytes, MAX_ENTRY)?;
+        let record: Record = cbor::decode(&env.payload, MAX_ENTRY)?;
+        if record.account != env.signer {
+            return Err(LeafError::AuthorMismatch);
+        }
+        Ok(Self {
+            record,
+            bytes: bytes.to_vec(),
+        })
+    }
+
     /// Opens a cheque (capped at [`MAX_CHEQUE`], so an acceptance cannot nest acceptances).
     pub fn open_cheque(bytes: &[u8]) -> Result<Cheque, LeafError> {
         Self::open_capped(bytes, MAX_CHEQUE)?
