@@ -342,6 +342,7 @@ pub(crate) async fn start(
     metrics: Metrics,
     deadline: Duration,
     inputs: (mpsc::Sender<Input>, mpsc::Receiver<Input>),
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
     let key: SigningKey = ctx.account.clone();
@@ -411,14 +412,20 @@ pub(crate) async fn start(
             }
         };
         tokio::select! {
-            () = svc.run(rx) => {}
+            () = svc.run(rx, shutdown) => {}
             () = republish => {}
         }
     }))
 }
 
 impl Service {
-    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+    /// Runs batches until shutdown. It stops between batches: whatever was acknowledged is
+    /// committed, and the database is not held by a commit in flight.
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_retry = Instant::now();
@@ -431,6 +438,7 @@ impl Service {
                     None => return,
                 },
                 _ = tick.tick() => ticked = true,
+                _ = shutdown.changed() => return,
             }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {

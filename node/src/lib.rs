@@ -258,6 +258,7 @@ impl Node {
         };
 
         let cfg_leaf_deadline = cfg.leaf.payment_deadline;
+        let sd_rx_leaf = sd_rx.clone();
         let mut actor = swarm::Actor::new(
             swarm,
             cfg,
@@ -294,6 +295,7 @@ impl Node {
                     leaf_metrics,
                     cfg_leaf_deadline,
                     leaf_chan,
+                    sd_rx_leaf,
                 )
                 .await?,
             ),
@@ -395,8 +397,7 @@ impl Node {
         let _ = self.shutdown.send(true);
         let _ = self.actor.await;
         if let Some(l) = self.leaf {
-            // Between batches nothing is half done: whatever was acknowledged is committed.
-            l.abort();
+            // It stops between batches (see `leaf::Service::run`).
             let _ = l.await;
         }
         if let Some(a) = self.api {
