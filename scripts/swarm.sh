@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # A local leafnet swarm on loopback, for trying the node and the CLI by hand.
 #
-#   scripts/swarm.sh start N     start N nodes (node0 is everyone's bootstrap) and wait until
-#                                every node is connected and has a non-empty routing table
+#   scripts/swarm.sh start N     start N nodes (node0 is everyone's bootstrap), wait until
+#                                every node is connected and has a non-empty routing table, then
+#                                publish each node's profile (name nodeK)
 #   scripts/swarm.sh status      one line per node: pid, peer id, connected peers, routing table
+#   scripts/swarm.sh accounts    one line per node: index and leaf account id
 #   scripts/swarm.sh restart K   stop node K and start it again with the same data dir
 #   scripts/swarm.sh stop        stop every node of the swarm (only the PIDs this script wrote)
+#
+# Leaf payments work out of the box: `start N` creates every node's account key first
+# (`leafnet account id`) and writes all N account ids as the `[leaf] genesis` of every node's
+# leafnet.toml (with `certifications_needed = 2`), so the swarm is one local leaf network whose
+# accounts are all members; each node publishes a profile, which is how payers find payees:
+#   leafnet --data-dir .swarm/node0 pay <node1's account id> 5 --memo coffee
 #
 # Environment:
 #   LEAFNET_SWARM_DIR       swarm directory (default: <repo>/.swarm); node K is <dir>/nodeK
@@ -42,6 +50,10 @@ API_BASE=${LEAFNET_SWARM_API_PORT:-18800}
 TIMEOUT=${LEAFNET_SWARM_TIMEOUT:-120}
 BIN=${LEAFNET_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/leafnet}
 STOP_WAIT=10
+# [leaf] certifications_needed of the swarm's network (every account is a genesis member).
+LEAF_K=2
+# The [leaf] genesis array of the swarm (TOML), set by cmd_start before any config is written.
+GENESIS_TOML=""
 
 die() {
     printf 'swarm: %s\n' "$*" >&2
@@ -54,10 +66,12 @@ say() {
 
 usage() {
     cat >&2 <<EOF
-usage: $SELF start N | status | restart K | stop
+usage: $SELF start N | status | accounts | restart K | stop
 
-  start N     start N nodes on 127.0.0.1 (network "local") and wait until all are connected
+  start N     start N nodes on 127.0.0.1 (network "local"), wait until all are connected and
+              publish their profiles; their leaf accounts are the network's genesis members
   status      one line per node: index, pid, alive/dead, peer id, connected peers, routing table
+  accounts    one line per node: index and leaf account id (no node needs to run)
   restart K   stop node K (SIGTERM, SIGKILL after ${STOP_WAIT} s) and start it again
   stop        stop all nodes of the swarm
 
@@ -288,6 +302,32 @@ wait_ready() {
     return 0
 }
 
+# Node K's leaf account id (64 hex), from its account key, which is created when missing (the
+# node would create it on its first run; the genesis list needs it before).
+account_id() {
+    local dir id
+    dir=$(node_dir "$1")
+    mkdir -p "$dir"
+    id=$("$BIN" --data-dir "$dir" account id) || die "cannot read or create $(show "$dir")/account.key"
+    [[ $id =~ ^[0-9a-f]{64}$ ]] || die "'$BIN account id' printed '$id', not an account id"
+    printf '%s' "$id"
+}
+
+# Sets the [leaf] genesis (GENESIS_TOML) and certifications_needed in the leafnet.toml of data
+# dir DIR, keeping the section's other fields (a file without [leaf] gets one at the end).
+set_leaf() {
+    local file=$1/leafnet.toml
+    awk -v genesis="$GENESIS_TOML" -v k="$LEAF_K" '
+        function ours() { print "certifications_needed = " k; print "genesis = " genesis; done = 1 }
+        /^[[:space:]]*\[/ { sect = $0; gsub(/[[:space:]]/, "", sect) }
+        sect == "[leaf]" && /^[[:space:]]*(genesis|certifications_needed)[[:space:]]*=/ { next }
+        { print }
+        sect == "[leaf]" && !done && /^[[:space:]]*\[/ { ours() }
+        END { if (!done) { print ""; print "[leaf]"; ours() } }
+    ' "$file" >"$file.tmp" || die "cannot write $(show "$file").tmp"
+    mv "$file.tmp" "$file" || die "cannot write $(show "$file")"
+}
+
 # Writes node K's leafnet.toml; extra arguments are more `config init` flags.
 write_config() {
     local k=$1 dir port
@@ -302,6 +342,8 @@ write_config() {
         --api "127.0.0.1:$(api_port "$k")" \
         "$@" >/dev/null ||
         die "cannot write $(show "$dir")/leafnet.toml"
+    [[ -n $GENESIS_TOML ]] && set_leaf "$dir"
+    return 0
 }
 
 # The `config init` flags (one a line) that make node K with peer id ID a bootstrap peer: its TCP
@@ -342,6 +384,14 @@ cmd_start() {
     printf '%s\n' "$n" >"$SWARM/swarm.size"
     local t0=$SECONDS
     ((n == 1)) && SOLO=1
+
+    # Every node's account key first: all of them are the genesis members of the swarm's leaf
+    # network, written into every leafnet.toml.
+    local -a ids=()
+    for ((k = 0; k < n; k++)); do
+        ids+=("\"$(account_id "$k")\"")
+    done
+    GENESIS_TOML="[$(IFS=,; printf '%s' "${ids[*]}" | sed 's/,/, /g')]"
 
     say "swarm: starting node0 (bootstrap) in $(show "$SWARM")"
     write_config 0
@@ -398,7 +448,40 @@ cmd_start() {
     done
     say "swarm: $n node(s) ready in $((SECONDS - t0)) s; connected peers ${min_c:-?}..$max_c, routing table ${min_rt:-?}..$max_rt"
 
+    publish_profiles "$n" || exit 1
+
     print_usage "$n"
+}
+
+# Publishes the profile of nodes 0..N-1 (name nodeK, service leaf), all at once; payers find a
+# payee's node through its profile. A publication that fails (the DHT still settling) is retried
+# a few times.
+publish_profiles() {
+    local n=$1 k try t0=$SECONDS
+    local -a pids=() failed=()
+    for ((k = 0; k < n; k++)); do
+        (
+            for ((try = 1; try <= 5; try++)); do
+                "$BIN" --data-dir "$(node_dir "$k")" profile set --name "node$k" --service leaf \
+                    >/dev/null 2>"$(node_dir "$k")/profile.err" && exit 0
+                sleep 1
+            done
+            exit 1
+        ) &
+        pids+=($!)
+    done
+    for ((k = 0; k < n; k++)); do
+        wait "${pids[k]}" || failed+=("$k")
+    done
+    if ((${#failed[@]})); then
+        for k in "${failed[@]}"; do
+            say "swarm: node$k could not publish its profile: $(tail -n 1 "$(node_dir "$k")/profile.err")"
+        done
+        say "The nodes are left running so you can look; stop them with: $(stop_hint)"
+        return 1
+    fi
+    for ((k = 0; k < n; k++)); do rm -f "$(node_dir "$k")/profile.err"; done
+    say "swarm: $n profile(s) published in $((SECONDS - t0)) s"
 }
 
 print_usage() {
@@ -420,8 +503,12 @@ EOF
     for ((k = 0; k < m; k++)); do
         printf '  %s --data-dir %s/node%s %s\n' "$bin" "$d0" "$((m == 1 ? 0 : k * (n - 1) / (m - 1)))" "${cmds[k]}"
     done
+    if ((n > 1)); then
+        printf 'Pay node1 5 leaf from node0 (every node is a genesis member; see %s accounts):\n' "$SELF"
+        printf '  %s --data-dir %s/node0 pay %s 5 --memo coffee\n' "$bin" "$d0" "$(account_id 1)"
+    fi
     cat <<EOF
-Swarm: ${prefix}$SELF status | restart K | stop
+Swarm: ${prefix}$SELF status | accounts | restart K | stop
 EOF
 }
 
@@ -495,6 +582,21 @@ stop_nodes() {
     STOPPED=$stopped KILLED=$killed
 }
 
+cmd_accounts() {
+    [[ -d $SWARM ]] || die "no swarm in $(show "$SWARM")"
+    [[ -x $BIN ]] || die "$(show "$BIN") is missing; run '$SELF start N' or cargo build first"
+    local k size any=0
+    size=$(swarm_size)
+    while read -r k; do
+        # Unused node dirs of an earlier, larger swarm are left out, as in status.
+        ((size == 0 || k < size)) || [[ -f $(node_dir "$k")/node.pid ]] || continue
+        [[ -f $(node_dir "$k")/account.key ]] || continue
+        any=1
+        printf '%s %s\n' "$k" "$(account_id "$k")"
+    done < <(node_indices)
+    ((any)) || die "no accounts in $(show "$SWARM")"
+}
+
 cmd_stop() {
     [[ -d $SWARM ]] || die "no swarm in $(show "$SWARM")"
     local -a ks=()
@@ -525,6 +627,7 @@ cmd_restart() {
 case ${1:-} in
     start) [[ $# -eq 2 ]] || usage; cmd_start "$2" ;;
     status) [[ $# -eq 1 ]] || usage; cmd_status ;;
+    accounts) [[ $# -eq 1 ]] || usage; cmd_accounts ;;
     restart) [[ $# -eq 2 ]] || usage; cmd_restart "$2" ;;
     stop) [[ $# -eq 1 ]] || usage; cmd_stop ;;
     *) usage ;;
