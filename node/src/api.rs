@@ -25,6 +25,7 @@
 //! | `POST /v1/leaf/seen` [`model::SeenRequest`] | [`model::Seen`] |
 //! | `POST /v1/leaf/certify` [`model::CertifyRequest`] | [`model::Certified`] |
 //! | `GET /v1/leaf/certs/{account}` | [`model::Certs`] |
+//! | `POST /v1/leaf/buy` [`model::BuyRequest`] | [`model::Bought`] |
 //! | `GET /v1/leaf/equivocators` | `[model::Equivocator]` |
 //! | `GET /v1/leaf/receipt/{id}` | [`model::Receipt`] |
 //! | `GET /metrics` | Prometheus text (no token: it holds no secrets and binds loopback) |
@@ -86,6 +87,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/v1/leaf/chain", get(leaf_chain))
         .route("/v1/leaf/seen", post(leaf_seen))
         .route("/v1/leaf/certify", post(leaf_certify))
+        .route("/v1/leaf/buy", post(leaf_buy))
         .route("/v1/leaf/certs/{account}", get(leaf_certs))
         .route("/v1/leaf/equivocators", get(leaf_equivocators))
         .route("/v1/leaf/receipt/{id}", get(leaf_receipt))
@@ -394,6 +396,17 @@ async fn leaf_certs(
     axum::extract::Path(account): axum::extract::Path<String>,
 ) -> Result<Json<model::Certs>, ApiErr> {
     s.ctx.leaf_certs(&account).await.map(Json).map_err(flow_err)
+}
+
+async fn leaf_buy(
+    State(s): State<ApiState>,
+    Json(req): Json<model::BuyRequest>,
+) -> Result<Json<model::Bought>, ApiErr> {
+    s.ctx
+        .leaf_buy(&req.object)
+        .await
+        .map(Json)
+        .map_err(flow_err)
 }
 
 async fn leaf_receipt(

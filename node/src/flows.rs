@@ -49,6 +49,8 @@ pub struct Ctx {
     pub(crate) timeout: Duration,
     /// The leaf service (`None`: payments off on this node).
     pub(crate) leaf: Option<crate::leaf::Handle>,
+    /// The network's name (objects' protocol ids carry it).
+    pub(crate) network: String,
 }
 
 impl std::fmt::Debug for Ctx {

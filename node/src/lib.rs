@@ -26,6 +26,7 @@ pub(crate) mod metrics;
 pub mod mint;
 pub mod model;
 pub mod near;
+pub mod object;
 pub mod peers;
 pub mod records;
 pub mod relays;
@@ -218,6 +219,7 @@ impl Node {
             leaf: leaf_params
                 .clone()
                 .map(|params| leaf::Handle::new(leaf_chan.0.clone(), params)),
+            network: cfg.network.clone(),
         };
         let leaf_metrics = leaf::Metrics::new(&mut registry);
         let leaf_inputs = leaf_params.as_ref().map(|_| leaf_chan.0.clone());

@@ -21,6 +21,7 @@ macro_rules! outln {
 
 mod leaf_cli;
 mod mint_cli;
+mod object_cli;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -91,6 +92,9 @@ enum Cmd {
     },
     /// The certifications of ACCOUNT and whether it is a member.
     Certs { account: String },
+    /// Objects that sell access: run one, show its id, buy from one.
+    #[command(subcommand)]
+    Object(object_cli::ObjectCmd),
     /// Pay AMOUNT leaf (at most 3 decimals) to ACCOUNT.
     #[command(allow_negative_numbers = true)]
     Pay {
@@ -348,6 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Balance => leaf_cli::balance(&dd, cli.json).await,
         Cmd::Certify { account, object } => leaf_cli::certify(&dd, cli.json, account, object).await,
         Cmd::Certs { account } => leaf_cli::certs(&dd, cli.json, account).await,
+        Cmd::Object(cmd) => object_cli::run(cmd, &dd, cli.json).await,
         Cmd::Pay {
             account,
             amount,
@@ -700,7 +705,7 @@ async fn run_node(dd: &DataDir, flags: &Flags) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

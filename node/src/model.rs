@@ -474,3 +474,28 @@ pub struct Cert {
     /// Valid now under the network's parameters (whether its certifier is a member aside).
     pub valid: bool,
 }
+
+/// `POST /v1/leaf/buy` `{"object": multiaddr}`: access bought from an object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Bought {
+    pub object: String,
+    pub owner: String,
+    pub resource: String,
+    /// Access ends at this time (unix ms).
+    pub until_ms: u64,
+    pub amount: u64,
+    pub amount_leaf: String,
+    pub transfer_id: String,
+    /// The invoice paid (hex).
+    pub invoice_hex: String,
+    /// The object's signed grant (hex).
+    pub grant_hex: String,
+    pub elapsed_ms: f64,
+}
+
+/// `POST /v1/leaf/buy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuyRequest {
+    /// The object's multiaddr, ending in `/p2p/<peer id>`.
+    pub object: String,
+}
