@@ -304,9 +304,15 @@ pub(crate) async fn certs(dd: &DataDir, json: bool, subject: String) -> anyhow::
             "  by {}  {:<6} expires {}{}",
             x.certifier,
             x.kind,
-            x.expires_ms,
+            fmt_ms(x.expires_ms),
             if x.valid { "" } else { "  (not valid)" }
         );
     }
     Ok(())
+}
+
+/// Unix milliseconds as an RFC 3339 time (seconds).
+fn fmt_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
 }

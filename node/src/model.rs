@@ -445,7 +445,7 @@ pub struct Certified {
     /// human or object.
     pub kind: String,
     pub expires_ms: u64,
-    /// Peers the merged record was stored on.
+    /// Peers known to have stored the merged record (at least; a put succeeds at one).
     pub stored_on: usize,
 }
 

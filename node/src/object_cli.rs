@@ -81,9 +81,11 @@ pub(crate) async fn run(cmd: ObjectCmd, dd: &DataDir, json: bool) -> anyhow::Res
                 return print_json(&b);
             }
             outln!(
-                "access granted to '{}' until {} ms (paid {} leaf to {}, transfer {}, {:.0} ms)",
+                "access granted to '{}' until {} (paid {} leaf to {}, transfer {}, {:.0} ms)",
                 b.resource,
-                b.until_ms,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(b.until_ms)
+                ),
                 b.amount_leaf,
                 b.owner,
                 b.transfer_id,

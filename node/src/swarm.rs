@@ -1031,7 +1031,9 @@ impl Actor {
             QueryResult::PutRecord(r) if self.certs_put_q.contains_key(&id) => {
                 if let Some(reply) = self.certs_put_q.remove(&id) {
                     let _ = reply.send(match r {
-                        Ok(_) => Ok(self.cfg.kad.replication_factor as usize),
+                        // Quorum one reached: at least one peer holds it (Kademlia does not
+                        // say how many more).
+                        Ok(_) => Ok(1),
                         Err(kad::PutRecordError::QuorumFailed { success, .. })
                             if success.is_empty() =>
                         {
