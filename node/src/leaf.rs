@@ -670,7 +670,18 @@ impl Service {
                         balance: self.wallet.balance(),
                     }
                 };
-                respond(effects, response);
+                // A hello writes nothing and its balance is a hint: answer now rather than
+                // after this batch's commit (another payment's fsync).
+                if let Err(e) = self
+                    .commands
+                    .try_send(Command::LeafRespond { id, response })
+                {
+                    let response = match e.into_inner() {
+                        Command::LeafRespond { response, .. } => response,
+                        _ => Response::Busy,
+                    };
+                    respond(effects, response);
+                }
                 return false;
             }
             Request::Message { params, message } => (params, message),
@@ -687,8 +698,13 @@ impl Service {
         let bytes = message.into_vec();
         // A cheque from a non-member or a proven equivocator gets a signed refusal.
         let mut refuse = false;
-        if let Ok(Message::Propose(c)) = Message::decode(&bytes)
-            && let Ok(c) = SignedEntry::open_cheque(&c)
+        // The payer is read without verifying the signature: the wallet verifies these very
+        // bytes next (one verification per payment, not two). Only a lookup (below) waits for
+        // a verified cheque, so forged ones cannot make the node search the DHT.
+        if let Ok(Message::Propose(raw)) = Message::decode(&bytes)
+            && let Some(c) = SignedEntry::open_trusted(&raw)
+                .ok()
+                .and_then(|e| e.cheque())
         {
             self.routes.entry(c.payer).or_insert(Route {
                 peer,
@@ -700,6 +716,16 @@ impl Service {
             });
             refuse = self.equivocators.contains(&c.payer) || known != Some(true);
             if refuse && !self.equivocators.contains(&c.payer) && known.is_none() {
+                if let Err(e) = SignedEntry::open_cheque(&raw) {
+                    if e.is_misbehaviour() {
+                        let _ = self.commands.try_send(Command::LeafMisbehaved {
+                            peer,
+                            why: e.to_string(),
+                        });
+                    }
+                    respond(effects, Response::Refused(e.to_string()));
+                    return false;
+                }
                 // Unknown: park the request while the payer's membership is looked up (its
                 // certifications in the DHT); it is handled again when the answer arrives.
                 if self.parked.get(&c.payer).is_none_or(|p| p.is_empty()) {
