@@ -13,8 +13,7 @@
 //! - a forked chain (`leafnet-leaf-forge` signs two cheques at one sequence number) shown to two
 //!   different nodes is caught by every node, and the forger's payments are refused.
 //!
-//! The swarms run the release binary, built once per run (`cargo build --release -p
-//! leafnet-node`, as swarm.sh would) unless `LEAFNET_BIN` names one. Each test has its own swarm
+//! The swarms run the `leafnet` binary of the test's own profile (`LEAFNET_BIN` overrides it). Each test has its own swarm
 //! directory and ports: p2p 11,000-14,999 and API 15,000-16,999, apart from the other swarm
 //! tests (21,000-30,999) and below the ephemeral range.
 
@@ -38,58 +37,11 @@ use serde::de::DeserializeOwned;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// The release `leafnet` binary, built once for the whole run (or `LEAFNET_BIN`).
+/// The `leafnet` binary cargo built beside this test (`LEAFNET_BIN` overrides it): the same
+/// profile as the test, so CI does not build a second, release tree for it.
 fn bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("LEAFNET_BIN") {
-            return p.into();
-        }
-        // This test runs from target/<profile>/deps/.
-        let exe = std::env::current_exe().expect("current exe");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .or_else(|| Some(exe.parent()?.parent()?.parent()?.to_owned()))
-            .unwrap_or_else(|| Path::new(REPO).join("target"));
-        let t0 = Instant::now();
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "leafnet-node",
-                "--bin",
-                "leafnet",
-            ])
-            .arg("--manifest-path")
-            .arg(Path::new(REPO).join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target);
-        // What cargo set for this test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...) would reach
-        // build scripts that watch those variables (ring's) and rebuild half the tree each time.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            if [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&k.as_str())
-            {
-                build.env_remove(k);
-            }
-        }
-        let st = build.status().expect("cargo runs");
-        assert!(st.success(), "building the release leafnet binary failed");
-        eprintln!(
-            "release binary ready in {:.1} s",
-            t0.elapsed().as_secs_f64()
-        );
-        target.join("release/leafnet")
-    })
+    BIN.get_or_init(leafnet_tests::proc::leafnet_bin)
 }
 
 /// `leafnet --data-dir DIR ARGS…` with no LEAFNET_* variable of ours leaking in.
